@@ -1,0 +1,1 @@
+"""Video Pixel Networks in JAX/Flax."""
