@@ -72,19 +72,24 @@ def data_source(name: str, *, split: str, data_dir: Optional[str] = None,
     return b.as_data_source(split=split)
 
 
-_DATASET = flags.DEFINE_string('dataset', None, 'Dataset name, optionally with /config.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data dir (default ~/tensorflow_datasets).')
-_MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'Directory holding the manual downloads.')
+def _define_flags():
+    """Defines the command's flags; only when run as a program, so that other absl programs
+    (e.g. `python -m vpn_jax.lower_bound`, which has its own --data_dir) can import this module."""
+    flags.DEFINE_string('dataset', None, 'Dataset name, optionally with /config.')
+    flags.DEFINE_string('data_dir', None, 'TFDS data dir (default ~/tensorflow_datasets).')
+    flags.DEFINE_string('manual_dir', None, 'Directory holding the manual downloads.')
+    flags.mark_flag_as_required('dataset')
 
 
 def main(argv):
     del argv
-    b = prepare(_DATASET.value, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value)
+    fv = flags.FLAGS
+    b = prepare(fv.dataset, data_dir=fv.data_dir, manual_dir=fv.manual_dir)
     print(f'prepared {b.info.full_name} in {b.data_dir}')
     for split, info in b.info.splits.items():
         print(f'  {split}: {info.num_examples} examples')
 
 
 if __name__ == '__main__':
-    flags.mark_flag_as_required('dataset')
+    _define_flags()
     app.run(main)
