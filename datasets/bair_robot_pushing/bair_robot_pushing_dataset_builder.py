@@ -73,18 +73,16 @@ def parse_example(serialized: bytes,
     return {'video': np.stack(frames), 'action': np.stack(actions), 'state': np.stack(states)}
 
 
-def find_root(manual_dir, dl_manager=None):
-    """The `softmotion30_44k` folder: in manual_dir, or extracted from the tarball there."""
+def find_root(manual_dir):
+    """The `softmotion30_44k` folder (holding train/ and test/) in `manual_dir`."""
     for root in (manual_dir / 'softmotion30_44k', manual_dir):
         if (root / 'train').is_dir() and (root / 'test').is_dir():
             return root
-    tarball = manual_dir / TARBALL
-    if tarball.exists() and dl_manager is not None:
-        extracted = dl_manager.extract(tarball)
-        if (extracted / 'softmotion30_44k').is_dir():
-            return extracted / 'softmotion30_44k'
-    raise FileNotFoundError(f'No softmotion30_44k/{{train,test}} (or {TARBALL}) in '
-                            f'{manual_dir}. {Builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+    hint = ''
+    if (manual_dir / TARBALL).exists():  # TFDS's extractor needs TensorFlow: extract it by hand.
+        hint = f' Extract the tarball first: tar -xf {manual_dir / TARBALL} -C {manual_dir}.'
+    raise FileNotFoundError(f'No softmotion30_44k/{{train,test}} in {manual_dir}.{hint} '
+                            f'{Builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
 
 
 def _tfrecords(folder) -> List:
@@ -112,8 +110,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                    "info.metadata['skipped_records'] and logged."),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
-    Download http://rail.eecs.berkeley.edu/datasets/{TARBALL} (about 30 GB) and either put the
-    tarball itself into <manual_dir> (it is extracted on preparation) or extract it there, so that
+    Download http://rail.eecs.berkeley.edu/datasets/{TARBALL} (about 30 GB) and extract it
+    into <manual_dir> (tar -xf {TARBALL} -C <manual_dir>), so that
       <manual_dir>/softmotion30_44k/train/traj_*_to_*.tfrecords
       <manual_dir>/softmotion30_44k/test/traj_*_to_*.tfrecords
     exist.
@@ -132,7 +130,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        root = find_root(dl_manager.manual_dir, dl_manager)
+        root = find_root(dl_manager.manual_dir)
         train, validation = pushing.split_train_files(_tfrecords(root / 'train'))
         if not train or not validation:
             raise ValueError('Need at least 2 training files for the 95/5 train/validation '

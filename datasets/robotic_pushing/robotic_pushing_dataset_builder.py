@@ -47,7 +47,7 @@ class RoboticPushingConfig(tfds.core.BuilderConfig):
 
 
 def decode_jpeg(data: bytes, key: str) -> np.ndarray:
-    """uint8[H, W, 3] from JPEG bytes (grey or CMYK converted to RGB, like decode_jpeg(channels=3))."""
+    """uint8[H, W, 3] from JPEG bytes; grey or CMYK become RGB, as with decode_jpeg(channels=3)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != 'JPEG':
@@ -96,7 +96,7 @@ def parse_example(
 
 
 def find_shards(manual_dir, folder: str) -> List:
-    """Sorted `<folder>.tfrecord-*` files under `manual_dir/push/<folder>` or `manual_dir/<folder>`."""
+    """Sorted `<folder>.tfrecord-*` files in `manual_dir/push/<folder>` or `manual_dir/<folder>`."""
     for base in (manual_dir / 'push' / folder, manual_dir / folder):
         if base.is_dir():
             files = sorted(base.glob(f'{folder}.tfrecord-*'), key=lambda p: p.name)
