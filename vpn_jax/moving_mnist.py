@@ -263,6 +263,11 @@ def render(digit_images: np.ndarray,
     t = corners.shape[2]
     if corners.shape != (b, d, t, 2):
         raise ValueError(f'corners: expected shape {(b, d, t, 2)}, got {corners.shape}.')
+    if corners.size and (corners.min() < 0 or corners[..., 0].max() > frame_size - h
+                         or corners[..., 1].max() > frame_size - w):
+        raise ValueError(f'corners: expected rows in [0, {frame_size - h}] and columns in '
+                         f'[0, {frame_size - w}] (digits inside the frame), got '
+                         f'[{corners.min()}, {corners.max()}].')
     video = np.zeros((b, t, frame_size, frame_size), dtype=np.uint8)
     flat = video.reshape(-1)
     # Flat index of each digit pixel: frame base + corner offset + offset inside the digit.
