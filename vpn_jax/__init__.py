@@ -1,1 +1,17 @@
-"""Video Pixel Networks in JAX/Flax."""
+"""Video Pixel Networks (Kalchbrenner et al., 2016) in JAX/Flax."""
+
+from vpn_jax.likelihood import frame_log_likelihoods
+from vpn_jax.likelihood import log_likelihood
+from vpn_jax.vpn import VideoPixelNetwork
+from vpn_jax.vpn import build_model
+from vpn_jax.vpn import count_params
+from vpn_jax.vpn import init_variables
+
+__all__ = [
+    'VideoPixelNetwork',
+    'build_model',
+    'count_params',
+    'frame_log_likelihoods',
+    'init_variables',
+    'log_likelihood',
+]

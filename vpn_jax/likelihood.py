@@ -1,0 +1,54 @@
+"""Exact log-likelihoods of videos under the VPN (softmax) and the paper's sigmoid loss."""
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def frame_log_likelihoods(logits: jax.Array, frames: jax.Array, output: str) -> jax.Array:
+    """Log-likelihood of each frame, summed over its sub-pixels; float32[B, T].
+
+    Args:
+      logits: float32[B, T, H, W, C, 256] ('softmax') or float32[B, T, H, W, C] ('sigmoid').
+      frames: uint8[B, T, H, W, C], the frames the logits predict.
+      output: 'softmax': log p(x) in nats under the 256-way categoricals.
+        'sigmoid': minus the sigmoid cross-entropy of sect. 5 with targets z = x / 255
+        (a log-likelihood in nats when the frames are binary, 0 or 255).
+    """
+    if output == 'softmax':
+        ll = -optax.softmax_cross_entropy_with_integer_labels(logits, frames.astype(jnp.int32))
+    elif output == 'sigmoid':
+        ll = -optax.sigmoid_binary_cross_entropy(logits, frames.astype(jnp.float32) / 255.0)
+    else:
+        raise ValueError(f"output must be 'softmax' or 'sigmoid', got {output!r}.")
+    return ll.reshape(ll.shape[:2] + (-1,)).sum(-1)
+
+
+def log_likelihood(module,
+                   variables,
+                   video: jax.Array,
+                   *,
+                   num_context: int,
+                   actions: Optional[jax.Array] = None,
+                   states: Optional[jax.Array] = None) -> jax.Array:
+    """log p(frames num_context..T-1 | frames before) in nats; float32[B].
+
+    Args:
+      module: a `VideoPixelNetwork` (see `build_model`).
+      variables: its variables.
+      video: uint8[B, T, H, W, C].
+      num_context: number of given frames, 1 <= num_context < T.
+      actions: float[B, T, action_dim] or None.
+      states: float[B, T_s, state_dim] or None (states of the first T_s frames).
+    For 'sigmoid' models this is minus the paper's sigmoid cross-entropy summed over the
+    predicted frames.
+    """
+    t = video.shape[1]
+    if not 1 <= num_context < t:
+        raise ValueError(f'num_context must be in [1, {t - 1}] for a video of {t} frames; '
+                         f'got {num_context}.')
+    logits = module.apply(variables, video, actions, states)
+    per_frame = frame_log_likelihoods(logits, video[:, 1:], module.output)
+    return per_frame[:, num_context - 1:].sum(axis=1)
