@@ -17,6 +17,7 @@ from typing import Dict, List
 
 from absl import logging
 from etils import epath
+from google.protobuf.message import DecodeError
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
@@ -52,7 +53,7 @@ def parse_example(serialized: bytes,
     example = tf_example_pb2.SequenceExample()
     try:
         example.ParseFromString(serialized)
-    except Exception as e:  # protobuf's DecodeError
+    except DecodeError as e:
         raise pushing.FormatError(f'not a tf.train.SequenceExample ({e})') from e
     feature = example.context.feature
     frames, actions, states = [], [], []

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 from etils import epath
+from google.protobuf.message import DecodeError
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
@@ -76,7 +77,7 @@ def parse_example(
     example = tf_example_pb2.Example()
     try:
         example.ParseFromString(serialized)
-    except Exception as e:  # protobuf's DecodeError
+    except DecodeError as e:
         raise pushing.FormatError(f'not a tf.train.Example ({e})') from e
     feature = example.features.feature
     frames, actions, states = [], [], []
