@@ -138,9 +138,9 @@ class _Layer:
     Attributes:
       q: k // 2 (0 for a 1x1 convolution); the cache pads q rows above and q columns each side.
       up: float[q, k, Cin, Cout], the kernel's rows above the centre (for the per-row conv).
-      left: float[q * Cin, Cout], the centre row's taps left of the centre.
-      centre: per colour group g, float[lim_g, hi_g - lo_g] (input channels 0..lim_g visible at
-        the centre to outputs of group g), or None when none is visible.
+      taps: per colour group g, float[q * Cin + lim_g, hi_g - lo_g]: the centre row's taps left
+        of the centre (all input channels) stacked on the centre tap's visible input channels
+        0..lim_g (a prefix: groups are contiguous); None when empty.
       bias: float[B, Cout], bias plus the conditioning term of this frame.
     """
 
@@ -160,23 +160,33 @@ class _Layer:
         self.q = q = k // 2
         self.cin = cin
         self.up = kernel[:q] if q else None
-        self.left = kernel[q, :q].reshape(q * cin, cout) if q else None
-        self.centre = []
+        left = kernel[q, :q].reshape(q * cin, cout)
+        # Per colour group g: the left taps and the centre tap in one matrix, so that a pixel
+        # costs one matrix-vector product per layer and colour group.
+        self.taps, self.lims = [], []
         for g, (lo, hi) in enumerate(self.out):
             visible = in_groups < g if mask_type == 'A' else in_groups <= g
             lim = int(np.sum(visible))  # Groups are contiguous and ascending: a prefix.
-            self.centre.append(kernel[q, q, :lim, lo:hi] if lim else None)
+            self.lims.append(lim)
+            taps = jnp.concatenate([left[:, lo:hi], kernel[q, q, :lim, lo:hi]], axis=0)
+            self.taps.append(taps if taps.shape[0] else None)
 
-    def group(self, g: int, pre: jax.Array, x: jax.Array) -> jax.Array:
+    def group(self,
+              g: int,
+              pre: jax.Array,
+              x: jax.Array,
+              left: Optional[jax.Array] = None) -> jax.Array:
         """Outputs of colour group g at the current pixel: float[B, hi_g - lo_g].
 
-        pre: float[B, Cout], everything but the centre tap (bias, upper and left taps).
+        pre: float[B, Cout], the bias and conditioning plus, for k > 1, the rows above.
         x: float[B, Cin], the layer's input at the current pixel, final for groups <= g.
+        left: float[B, q * Cin], the layer's inputs at the q pixels to the left (k > 1).
         """
         lo, hi = self.out[g]
         y = pre[:, lo:hi]
-        if self.centre[g] is not None:
-            y = y + x[:, :self.centre[g].shape[0]] @ self.centre[g]
+        if self.taps[g] is not None:
+            inputs = [x[:, :self.lims[g]]] if left is None else [left, x[:, :self.lims[g]]]
+            y = y + jnp.concatenate(inputs, axis=1) @ self.taps[g]
         return y
 
 
@@ -247,7 +257,7 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, context: jax.Ar
     layers['top'] = layer(params['top'])
     layers['logits'] = layer(params['logits'])
 
-    def column(base_px: jax.Array, pre: Dict[str, jax.Array],
+    def column(base_px: jax.Array, pre: Dict[str, jax.Array], left: Dict[str, jax.Array],
                noise_px: jax.Array) -> Tuple[jax.Array, Dict[str, jax.Array]]:
         """All colours of one pixel -> (uint8[B, C], the spatial layers' inputs float[B, Cin])."""
         zeros = lambda n: jnp.zeros((b, n), dtype)
@@ -255,7 +265,8 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, context: jax.Ar
         vec: Dict[str, jax.Array] = {'input': zeros(colors)}
         for g in range(colors):
             lay = layers['input']
-            hg = _group_slice(base_px, g, colors) + lay.group(g, pre['input'], vec['input'])
+            hg = _group_slice(base_px, g, colors) + lay.group(g, pre['input'], vec['input'],
+                                                              left['input'])
             vec['h0'] = _set_group(vec.get('h0', zeros(base_px.shape[-1])), g, hg, colors)
             for blk in range(module.decoder_blocks):
                 hin = vec[f'h{blk}']
@@ -265,11 +276,13 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, context: jax.Ar
                     vec[f'{blk}/mu1'] = _set_group(vec.get(f'{blk}/mu1', zeros(module.channels)), g,
                                                    h1, colors)
                     mu1 = layers[f'{blk}/mu1']
-                    h2 = _mu(mu1.group(g, pre[f'{blk}/mu1'], vec[f'{blk}/mu1']), h1)
+                    h2 = _mu(mu1.group(g, pre[f'{blk}/mu1'], vec[f'{blk}/mu1'], left[f'{blk}/mu1']),
+                             h1)
                     vec[f'{blk}/mu2'] = _set_group(vec.get(f'{blk}/mu2', zeros(module.channels)), g,
                                                    h2, colors)
                     mu2 = layers[f'{blk}/mu2']
-                    h3 = _mu(mu2.group(g, pre[f'{blk}/mu2'], vec[f'{blk}/mu2']), h2)
+                    h3 = _mu(mu2.group(g, pre[f'{blk}/mu2'], vec[f'{blk}/mu2'], left[f'{blk}/mu2']),
+                             h2)
                     vec[f'{blk}/h3'] = _set_group(vec.get(f'{blk}/h3', zeros(module.channels)), g,
                                                   h3, colors)
                     h4 = expand.group(g, expand.bias, vec[f'{blk}/h3'])
@@ -278,7 +291,7 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, context: jax.Ar
                     vec[f'{blk}/conv'] = _set_group(vec.get(f'{blk}/conv', zeros(module.channels)),
                                                     g, jax.nn.relu(y1), colors)
                     conv = layers[f'{blk}/conv']
-                    y2 = conv.group(g, pre[f'{blk}/conv'], vec[f'{blk}/conv'])
+                    y2 = conv.group(g, pre[f'{blk}/conv'], vec[f'{blk}/conv'], left[f'{blk}/conv'])
                     vec[f'{blk}/y2'] = _set_group(vec.get(f'{blk}/y2', zeros(module.channels)), g,
                                                   jax.nn.relu(y2), colors)
                     h4 = expand.group(g, expand.bias, vec[f'{blk}/y2'])
@@ -297,49 +310,51 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, context: jax.Ar
             vec['input'] = vec['input'].at[:, g].set(_to_float(value).astype(dtype))
         return values, {name: vec[name] for name in spatial}
 
-    def row(caches, xs):
-        i, base_row, noise_row = xs
-        ups = {}
-        for name in spatial:
-            lay = layers[name]
-            window = jax.lax.dynamic_slice_in_dim(caches[name], i, lay.q, axis=1)
-            ups[name] = jax.lax.conv_general_dilated(window,
-                                                     lay.up, (1, 1),
-                                                     'VALID',
-                                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))[:,
-                                                                                                 0]
+    def row(above, xs):
+        """One row. above[name]: float[B, q, W + 2q, Cin], the layer's inputs in the q rows
+        above (zero-padded at the sides; zeros above the frame)."""
+        base_row, noise_row = xs
+        ups = {
+            name:
+            jax.lax.conv_general_dilated(above[name],
+                                         layers[name].up, (1, 1),
+                                         'VALID',
+                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))[:, 0] +
+            layers[name].bias[:, None]
+            for name in spatial
+        }
 
-        def pixel(caches, xs):
-            j, base_px, noise_px, ups_px = xs
-            pre = {}
-            for name in spatial:
-                lay = layers[name]
-                left = jax.lax.dynamic_slice(caches[name], (0, i + lay.q, j, 0),
-                                             (b, 1, lay.q, lay.cin)).reshape(b, -1)
-                pre[name] = ups_px[name] + left @ lay.left + lay.bias
-            values, inputs = column(base_px, pre, noise_px)
-            caches = {
-                name:
-                jax.lax.dynamic_update_slice(caches[name], inputs[name][:, None, None],
-                                             (0, i + layers[name].q, j + layers[name].q, 0))
+        def pixel(left, xs):
+            """One pixel. left[name]: float[B, q, Cin], the layer's inputs at the q pixels to the
+            left (zeros left of the frame)."""
+            base_px, noise_px, ups_px = xs
+            flat = {name: left[name].reshape(b, -1) for name in spatial}
+            values, inputs = column(base_px, ups_px, flat, noise_px)
+            left = {
+                name: jnp.concatenate([left[name][:, 1:], inputs[name][:, None]], axis=1)
                 for name in spatial
             }
-            return caches, values
+            return left, (values, inputs)
 
         time_major = lambda x: jnp.moveaxis(x, 1, 0)
-        caches, values = jax.lax.scan(pixel, caches,
-                                      (jnp.arange(w), time_major(base_row), time_major(noise_row), {
-                                          name: time_major(u)
-                                          for name, u in ups.items()
-                                      }))
-        return caches, values
+        left = {name: jnp.zeros((b, layers[name].q, layers[name].cin), dtype) for name in spatial}
+        _, (values, inputs) = jax.lax.scan(pixel, left,
+                                           (time_major(base_row), time_major(noise_row), {
+                                               n: time_major(u)
+                                               for n, u in ups.items()
+                                           }))
+        for name in spatial:
+            q = layers[name].q
+            new_row = jnp.pad(jnp.moveaxis(inputs[name], 0, 1), ((0, 0), (q, q), (0, 0)))
+            above = {**above, name: jnp.concatenate([above[name][:, 1:], new_row[:, None]], 1)}
+        return above, values
 
-    caches = {
-        name: jnp.zeros((b, h + layers[name].q, w + 2 * layers[name].q, layers[name].cin), dtype)
+    above = {
+        name: jnp.zeros((b, layers[name].q, w + 2 * layers[name].q, layers[name].cin), dtype)
         for name in spatial
     }
     rows_major = lambda x: jnp.moveaxis(x, 1, 0)
-    _, frame = jax.lax.scan(row, caches, (jnp.arange(h), rows_major(base), rows_major(noise)))
+    _, frame = jax.lax.scan(row, above, (rows_major(base), rows_major(noise)))
     return jnp.transpose(frame, (2, 0, 1, 3))  # [H, W, B, C] -> [B, H, W, C]
 
 
