@@ -2,10 +2,12 @@
 
 from vpn_jax.likelihood import frame_log_likelihoods
 from vpn_jax.likelihood import log_likelihood
+from vpn_jax.sampling import sample
 from vpn_jax.vpn import VideoPixelNetwork
 from vpn_jax.vpn import build_model
 from vpn_jax.vpn import count_params
 from vpn_jax.vpn import init_variables
+from vpn_jax import visualize
 
 __all__ = [
     'VideoPixelNetwork',
@@ -14,4 +16,6 @@ __all__ = [
     'frame_log_likelihoods',
     'init_variables',
     'log_likelihood',
+    'sample',
+    'visualize',
 ]
