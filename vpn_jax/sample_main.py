@@ -1,0 +1,123 @@
+r"""Samples continuations of a few evaluation sequences from a trained run; writes a grid and GIF.
+
+    python -m vpn_jax.sample_main --workdir=/tmp/mm --num_samples=3 --out=/tmp/mm_samples
+
+Loads the newest checkpoint of `--workdir` (model and config from the checkpoint itself), takes
+the first `--num_videos` sequences of the evaluation split, gives the model the first
+`data.num_context` frames (and, for pushing, all actions and the context states) and samples
+`--num_samples` continuations of each. Writes to `--out`:
+
+* `grid.png`: per video, `num_samples` rows of samples then the ground truth (Figures 4-7);
+* `samples.gif`: the same, animated (one column per video);
+* `samples.npz`: `samples` uint8[V * S, T, H, W, C], `ground_truth` uint8[V, T, H, W, C],
+  `num_context`.
+
+At paper size a 64x64 frame takes seconds per batch on a CPU (see benchmarks/sample_speed.py):
+20 frames of 4 videos x 3 samples take a few minutes; `--num_frames` generates fewer.
+"""
+
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+
+from vpn_jax import sampling
+from vpn_jax import visualize
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Training run directory (holds checkpoints/).')
+_OUT = flags.DEFINE_string('out', None, 'Directory for grid.png, samples.gif, samples.npz.')
+_NUM_SAMPLES = flags.DEFINE_integer('num_samples', 3, 'Continuations per sequence.')
+_NUM_VIDEOS = flags.DEFINE_integer('num_videos', 4, 'Evaluation sequences to continue.')
+_SPLIT = flags.DEFINE_enum('split', 'test', ['validation', 'test'], 'Evaluation split.')
+_NUM_FRAMES = flags.DEFINE_integer('num_frames', 0,
+                                   'Frames to generate; 0: the rest of each evaluation sequence.')
+_TEMPERATURE = flags.DEFINE_float('temperature', 1.0, '>= 0; 0 takes the argmax.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the newest.')
+_SCALE = flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling of frames in the images.')
+_FPS = flags.DEFINE_float('fps', 4.0, 'GIF frames per second.')
+
+
+def evaluation_sequences(config, split: str, num_videos: int) -> dict:
+    """The first `num_videos` sequences of the split: video uint8[V, T, H, W, C] and, for
+    pushing, actions float32[V, T, A] and states float32[V, T_c, S]."""
+    from vpn_jax import input_pipeline  # Data modules load TFDS; keep `sampling` free of them.
+    source = input_pipeline.eval_source(config, split)
+    batches = input_pipeline.eval_batches(
+        config, source, max_batches=-(-num_videos // max(1, config.eval.batch_size)))
+    parts = []
+    for batch in batches:
+        parts.append(batch)
+        if sum(len(p['video']) for p in parts) >= num_videos:
+            break
+    keys = [k for k in ('video', 'actions', 'states') if k in parts[0]]
+    return {k: np.concatenate([p[k] for p in parts])[:num_videos] for k in keys}
+
+
+def write_outputs(out: str, samples: np.ndarray, ground_truth: np.ndarray, *, num_context: int,
+                  num_samples: int, scale: int, fps: float) -> None:
+    """grid.png, samples.gif and samples.npz in `out` (see the module docstring)."""
+    os.makedirs(out, exist_ok=True)
+    kwargs = dict(num_context=num_context, num_samples=num_samples, scale=scale)
+    visualize.save_png(os.path.join(out, 'grid.png'),
+                       visualize.make_grid(samples, ground_truth, **kwargs))
+    visualize.save_gif(os.path.join(out, 'samples.gif'),
+                       visualize.make_animation(samples, ground_truth, **kwargs),
+                       fps=fps)
+    np.savez_compressed(os.path.join(out, 'samples.npz'),
+                        samples=samples,
+                        ground_truth=ground_truth,
+                        num_context=num_context)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    from vpn_jax.checkpoint import load_checkpoint
+    module, variables, config = load_checkpoint(_WORKDIR.value, _STEP.value)
+    data = evaluation_sequences(config, _SPLIT.value, _NUM_VIDEOS.value)
+    video = data['video']
+    num_context = int(config.data.num_context)
+    num_frames = _NUM_FRAMES.value or video.shape[1] - num_context
+    total = num_context + num_frames
+    if total > video.shape[1]:
+        raise app.UsageError(
+            f'--num_frames={num_frames} exceeds the {video.shape[1] - num_context} '
+            'frames after the context in the evaluation sequences.')
+    video = video[:, :total]
+    actions = data.get('actions')
+    states = data.get('states')
+    if states is not None:
+        states = states[:, :num_context]
+    logging.info('Sampling %d x %d continuations of %d frames of %s on %s.', len(video),
+                 _NUM_SAMPLES.value, num_frames, video.shape[2:],
+                 jax.devices()[0].device_kind)
+    start = time.perf_counter()
+    samples = sampling.sample(module,
+                              variables,
+                              video[:, :num_context],
+                              num_frames=num_frames,
+                              rng=jax.random.key(_SEED.value),
+                              actions=None if actions is None else actions[:, :total],
+                              states=states,
+                              temperature=_TEMPERATURE.value,
+                              num_samples=_NUM_SAMPLES.value)
+    samples = np.asarray(jax.device_get(samples))
+    logging.info('Sampled in %.1f s.', time.perf_counter() - start)
+    write_outputs(_OUT.value,
+                  samples,
+                  video,
+                  num_context=num_context,
+                  num_samples=_NUM_SAMPLES.value,
+                  scale=_SCALE.value,
+                  fps=_FPS.value)
+    print(f'Wrote {os.path.join(_OUT.value, "grid.png")} and samples.gif, samples.npz.')
+
+
+if __name__ == '__main__':
+    flags.mark_flags_as_required(['workdir', 'out'])
+    app.run(main)
