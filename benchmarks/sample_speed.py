@@ -6,7 +6,8 @@ r"""Seconds per generated frame: the fast (incremental) sampler, the naive one, 
 For each model (experiment:variant, randomly initialised; speed does not depend on the weights):
 
 * fast: `vpn_jax.sample` on one context frame generating `--frames` frames (compiled first),
-  wall time / frames. This includes the encoder and ConvLSTM step of each frame and the noise.
+  wall time / frames. This includes the noise and one encoder pass and ConvLSTM step per
+  generated frame (the context frame's; the last generated frame is never encoded).
 * naive: `sample_frame_naive` (the full decoder for every sub-pixel) timed on `--naive_steps`
   sub-pixel steps and extrapolated to the H * W * C steps of a frame.
 * bound: what this machine cannot beat for the fast sampler's algorithm, measured in the same

@@ -380,12 +380,17 @@ def _continue(module: VideoPixelNetwork, variables: Any, context: jax.Array,
         t, cond_t = xs
         noise = frame_noise(jax.random.fold_in(rng, t), (b, h, w, module.num_colors), module.output)
         frame = sample_frame(module, variables, lstm_out, cond_t, noise, temperature)
-        # Encode the new frame once and advance the ConvLSTM (the last frame's step is unused).
-        enc = apply(frame[:, None],
-                    None if cond_t is None else cond_t[:, None],
-                    method=VideoPixelNetwork.encode)[:, 0]
-        carry, lstm_out = lstm_step(carry, enc)
-        return (carry, lstm_out), frame
+
+        def advance(state):
+            # Encode the new frame once and advance the ConvLSTM one step.
+            enc = apply(frame[:, None],
+                        None if cond_t is None else cond_t[:, None],
+                        method=VideoPixelNetwork.encode)[:, 0]
+            return lstm_step(state[0], enc)
+
+        # Nothing reads the state after the last frame: skip its encoder and ConvLSTM step.
+        state = jax.lax.cond(t < total - 1, advance, lambda state: state, (carry, lstm_out))
+        return state, frame
 
     future_cond = None if cond is None else jnp.moveaxis(cond[:, t_context:], 1, 0)
     _, frames = jax.lax.scan(step, (carry, outputs[-1]),
