@@ -86,7 +86,7 @@ def machine_bandwidth(num_bytes):
         rows = max(1, int(size) // (4 * cols))
         w = jax.random.normal(jax.random.key(2), (rows, cols))
         x = jnp.ones((1, rows))
-        loops = 10
+        loops = int(np.clip(2e9 / w.nbytes, 10, 10_000))  # ~2 GB read: loop overhead amortised.
         matvec = jax.jit(lambda x, w: jax.lax.fori_loop(0, loops, lambda i, x: x * jnp.tanh(
             (x @ w).sum()), x))
         total = jax.jit(

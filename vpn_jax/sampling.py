@@ -259,49 +259,47 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, context: jax.Ar
 
     def column(base_px: jax.Array, pre: Dict[str, jax.Array], left: Dict[str, jax.Array],
                noise_px: jax.Array) -> Tuple[jax.Array, Dict[str, jax.Array]]:
-        """All colours of one pixel -> (uint8[B, C], the spatial layers' inputs float[B, Cin])."""
-        zeros = lambda n: jnp.zeros((b, n), dtype)
+        """All colours of one pixel -> (uint8[B, C], the spatial layers' inputs float[B, Cin]).
+
+        base_px: float[B, 2c], the context term; pre[name]: float[B, Cout], bias plus rows
+        above; left[name]: float[B, q * Cin]; noise_px: float32[B, C(, 256)].
+        """
+        vec: Dict[str, jax.Array] = {}  # Per-pixel activations float[B, n], filled group by group.
+
+        def put(name: str, n: int, g: int, values: jax.Array) -> jax.Array:
+            vec[name] = _set_group(vec.get(name, jnp.zeros((b, n), dtype)), g, values, colors)
+            return values
+
         values = jnp.zeros((b, colors), jnp.uint8)
-        vec: Dict[str, jax.Array] = {'input': zeros(colors)}
+        vec['input'] = jnp.zeros((b, colors), dtype)
+        c, width = module.channels, 2 * module.channels
         for g in range(colors):
             lay = layers['input']
-            hg = _group_slice(base_px, g, colors) + lay.group(g, pre['input'], vec['input'],
-                                                              left['input'])
-            vec['h0'] = _set_group(vec.get('h0', zeros(base_px.shape[-1])), g, hg, colors)
+            h = _group_slice(base_px, g, colors) + lay.group(g, pre['input'], vec['input'],
+                                                             left['input'])
+            put('h0', width, g, h)
             for blk in range(module.decoder_blocks):
-                hin = vec[f'h{blk}']
                 reduce, expand = layers[f'{blk}/reduce'], layers[f'{blk}/expand']
-                if rmb:
-                    h1 = reduce.group(g, reduce.bias, hin)
-                    vec[f'{blk}/mu1'] = _set_group(vec.get(f'{blk}/mu1', zeros(module.channels)), g,
-                                                   h1, colors)
-                    mu1 = layers[f'{blk}/mu1']
-                    h2 = _mu(mu1.group(g, pre[f'{blk}/mu1'], vec[f'{blk}/mu1'], left[f'{blk}/mu1']),
-                             h1)
-                    vec[f'{blk}/mu2'] = _set_group(vec.get(f'{blk}/mu2', zeros(module.channels)), g,
-                                                   h2, colors)
-                    mu2 = layers[f'{blk}/mu2']
-                    h3 = _mu(mu2.group(g, pre[f'{blk}/mu2'], vec[f'{blk}/mu2'], left[f'{blk}/mu2']),
-                             h2)
-                    vec[f'{blk}/h3'] = _set_group(vec.get(f'{blk}/h3', zeros(module.channels)), g,
-                                                  h3, colors)
+                hin = vec[f'h{blk}']
+                if rmb:  # h1 = W1 h; h2 = MU(h1); h3 = MU(h2); h + W4 h3.
+                    h1 = put(f'{blk}/mu1', c, g, reduce.group(g, reduce.bias, hin))
+                    mu1, mu2 = layers[f'{blk}/mu1'], layers[f'{blk}/mu2']
+                    gates = mu1.group(g, pre[f'{blk}/mu1'], vec[f'{blk}/mu1'], left[f'{blk}/mu1'])
+                    h2 = put(f'{blk}/mu2', c, g, _mu(gates, h1))
+                    gates = mu2.group(g, pre[f'{blk}/mu2'], vec[f'{blk}/mu2'], left[f'{blk}/mu2'])
+                    put(f'{blk}/h3', c, g, _mu(gates, h2))
                     h4 = expand.group(g, expand.bias, vec[f'{blk}/h3'])
-                else:
+                else:  # h + W3 relu(W2 relu(W1 relu(h))).
                     y1 = reduce.group(g, reduce.bias, jax.nn.relu(hin))
-                    vec[f'{blk}/conv'] = _set_group(vec.get(f'{blk}/conv', zeros(module.channels)),
-                                                    g, jax.nn.relu(y1), colors)
+                    put(f'{blk}/conv', c, g, jax.nn.relu(y1))
                     conv = layers[f'{blk}/conv']
                     y2 = conv.group(g, pre[f'{blk}/conv'], vec[f'{blk}/conv'], left[f'{blk}/conv'])
-                    vec[f'{blk}/y2'] = _set_group(vec.get(f'{blk}/y2', zeros(module.channels)), g,
-                                                  jax.nn.relu(y2), colors)
+                    put(f'{blk}/y2', c, g, jax.nn.relu(y2))
                     h4 = expand.group(g, expand.bias, vec[f'{blk}/y2'])
-                hout = _group_slice(hin, g, colors) + h4
-                vec[f'h{blk + 1}'] = _set_group(vec.get(f'h{blk + 1}', zeros(hin.shape[-1])), g,
-                                                hout, colors)
+                put(f'h{blk + 1}', width, g, _group_slice(hin, g, colors) + h4)
             top = layers['top']
             t = top.group(g, top.bias, jax.nn.relu(vec[f'h{module.decoder_blocks}']))
-            vec['top'] = _set_group(vec.get('top', zeros(module.top_channels)), g, jax.nn.relu(t),
-                                    colors)
+            put('top', module.top_channels, g, jax.nn.relu(t))
             logits = layers['logits'].group(g, layers['logits'].bias, vec['top'])
             if module.output == 'sigmoid':
                 logits = logits[:, 0]
