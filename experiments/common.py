@@ -7,7 +7,7 @@ Not a config file itself; `moving_mnist.py` and `robotic_pushing.py` import it b
 import ml_collections
 
 PAPER_VARIANTS = ('vpn_rmb_dilation', 'vpn_rmb', 'vpn_relu_dilation', 'vpn_relu', 'baseline')
-VARIANTS = PAPER_VARIANTS + ('cpu',)
+VARIANTS = PAPER_VARIANTS + ('cpu', )
 
 # Sect. 4.3: two repetitions of [1, 2, 4, 8] over the 8 encoder RMBs. The ReLU variants have
 # twice the blocks with one 3x3 convolution each, so each rate covers two consecutive blocks:
@@ -17,8 +17,13 @@ RMB_DILATIONS = (1, 2, 4, 8) * 2
 RELU_DILATIONS = (1, 1, 2, 2, 4, 4, 8, 8) * 2
 
 
-def paper_model(variant: str, *, top_channels: int, output: str, num_colors: int,
-                action_dim: int = 0, state_dim: int = 0) -> ml_collections.ConfigDict:
+def paper_model(variant: str,
+                *,
+                top_channels: int,
+                output: str,
+                num_colors: int,
+                action_dim: int = 0,
+                state_dim: int = 0) -> ml_collections.ConfigDict:
     """The paper's model for `variant` (c=128, ConvLSTM 256 channels)."""
     if variant not in PAPER_VARIANTS:
         raise ValueError(f'Unknown variant {variant!r}; expected one of {VARIANTS}.')
@@ -55,14 +60,67 @@ def paper_model(variant: str, *, top_channels: int, output: str, num_colors: int
         ))
 
 
-def cpu_model(*, output: str, num_colors: int, action_dim: int = 0, state_dim: int = 0,
+def cpu_model(*,
+              output: str,
+              num_colors: int,
+              action_dim: int = 0,
+              state_dim: int = 0,
               top_channels: int = 32) -> ml_collections.ConfigDict:
     """A small VPN that a 2-core laptop trains in minutes (same structure, fewer channels)."""
-    config = paper_model('vpn_rmb_dilation', top_channels=top_channels, output=output,
-                         num_colors=num_colors, action_dim=action_dim, state_dim=state_dim)
+    config = paper_model('vpn_rmb_dilation',
+                         top_channels=top_channels,
+                         output=output,
+                         num_colors=num_colors,
+                         action_dim=action_dim,
+                         state_dim=state_dim)
     config.channels = 16
     config.encoder_blocks = 2
     config.decoder_blocks = 2
     config.encoder_dilations = (1, 2)
     config.lstm_channels = 16
+    return config
+
+
+def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Adds the optimiser, schedule, checkpoint, logging and evaluation fields to `config`.
+
+    Expects config.train (batch_size, num_steps, learning_rate, seed) and config.data; the
+    defaults are the paper's (sect. 5.1, 6.1) where it gives them.
+    """
+    train = config.train
+    # RMSProp as in TF1's tf.train.RMSPropOptimizer (2016): decay 0.9, eps 1e-10 inside the
+    # square root, mean-square accumulator initialised to 1, no momentum, not centred.
+    train.rmsprop_decay = 0.9
+    # RMSProp epsilon (added to the mean square, inside the square root).
+    train.rmsprop_eps = 1e-10
+    # Initial value of the mean-square accumulator (TF1: 1.0; PyTorch/Keras: 0.0).
+    train.rmsprop_initial_scale = 1.0
+    # Multiply the learning rate by this factor when the validation loss flatlines (sect. 5.1).
+    train.plateau_factor = 0.3
+    # Evaluations without relative improvement > plateau_rtol before the learning rate drops.
+    train.plateau_patience = 5
+    # Relative improvement of the validation loss that counts as progress.
+    train.plateau_rtol = 1e-3
+    # Evaluations to wait after a drop before counting again.
+    train.plateau_cooldown = 0
+    # Clip gradients to this global norm; 0 disables clipping (the paper does not mention any).
+    train.grad_clip_norm = 0.0
+    # Steps between validation evaluations (each also feeds the plateau schedule).
+    train.eval_every_steps = 5_000
+    # Steps between checkpoints; a final checkpoint is always written.
+    train.checkpoint_every_steps = 5_000
+    # Checkpoints kept (the newest K).
+    train.keep_checkpoints = 3
+    # Steps between metric writes (train loss, learning rate, steps/s, sequences/s).
+    train.log_every_steps = 100
+    # Evaluate the test split at the end of train_and_evaluate.
+    train.evaluate_test = True
+
+    config.eval = ml_collections.ConfigDict()
+    # Global evaluation batch (split across devices; the last batch is padded and masked).
+    config.eval.batch_size = 64
+    # Validation batches per evaluation during training (0: the whole split).
+    config.eval.validation_batches = 16
+    # Test batches in the final evaluation (0: the whole split, as in the paper).
+    config.eval.test_batches = 0
     return config

@@ -4,7 +4,8 @@ r"""Robotic Pushing (sect. 6): 64x64 RGB, 2 context frames, actions and states o
 
 Variants: vpn_rmb_dilation (default; paper: 0.63 / 0.65 / 0.64 nats/dim on validation /
 test seen / test novel), vpn_rmb (0.62 / 0.64 / 0.64), vpn_relu_dilation (0.73 / 0.72 / 0.75),
-vpn_relu (0.72 / 0.73 / 0.75), baseline (2.06 / 2.08 / 2.07), and cpu (small model). The paper
+vpn_relu (0.72 / 0.73 / 0.75), baseline (2.06 / 2.08 / 2.07), cpu (small model) and cpu_sim (the
+small model on the procedural PushSim data, 2-d actions and states; no downloads). The paper
 trains 275k steps at batch 64 on random 12-frame sub-sequences.
 """
 
@@ -24,16 +25,31 @@ def _common():
 
 def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
     common = _common()
-    if variant not in common.VARIANTS:
-        raise ValueError(f'Unknown variant {variant!r}; expected one of {common.VARIANTS}.')
+    if variant not in common.VARIANTS + ('cpu_sim', ):
+        raise ValueError(f'Unknown variant {variant!r}; expected one of '
+                         f'{common.VARIANTS + ("cpu_sim",)}.')
     config = ml_collections.ConfigDict()
     config.variant = variant
     if variant == 'cpu':
-        config.model = common.cpu_model(output='softmax', num_colors=3, action_dim=5, state_dim=5,
+        config.model = common.cpu_model(output='softmax',
+                                        num_colors=3,
+                                        action_dim=5,
+                                        state_dim=5,
+                                        top_channels=48)
+    elif variant == 'cpu_sim':
+        # PushSim has 2-d actions and states (commanded displacement, gripper position).
+        config.model = common.cpu_model(output='softmax',
+                                        num_colors=3,
+                                        action_dim=2,
+                                        state_dim=2,
                                         top_channels=48)
     else:
-        config.model = common.paper_model(variant, top_channels=1536, output='softmax',
-                                          num_colors=3, action_dim=5, state_dim=5)
+        config.model = common.paper_model(variant,
+                                          top_channels=1536,
+                                          output='softmax',
+                                          num_colors=3,
+                                          action_dim=5,
+                                          state_dim=5)
 
     config.data = ml_collections.ConfigDict()
     # Dataset: 'robotic_pushing' (TFDS builder over the real recordings).
@@ -43,10 +59,43 @@ def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
     config.data.num_context = 2
     config.data.eval_num_frames = 20
     config.data.tfds_data_dir = ''
+    # Frame size: 64 in the paper; smaller values take a central crop (tests only).
+    config.data.image_size = 64
+    # Fixed evaluation splits (TFDS dataset, split): the paper reports validation, test_seen
+    # and test_novel.
+    config.data.test_dataset = 'robotic_pushing'
+    config.data.test_split = 'test_seen'
+    config.data.validation_dataset = 'robotic_pushing'
+    config.data.validation_split = 'validation'
+    # The real recordings cannot be prepared without the manual download.
+    config.data.prepare_if_missing = False
+    # TFDS manual dir holding push_train/, push_testseen/, push_testnovel/.
+    config.data.manual_dir = ''
+    # PushSim (data.name='push_sim'): seeds and sizes of the train, validation and test splits.
+    config.data.sim_seeds = (0, 1, 2)
+    config.data.sim_sizes = (2000, 64, 256)
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 64
     config.train.num_steps = 275_000
     config.train.learning_rate = 1e-4
     config.train.seed = 0
+    common.training_defaults(config)
+    if variant in ('cpu', 'cpu_sim'):
+        _cpu_overrides(config)
+    if variant == 'cpu_sim':
+        config.data.name = 'push_sim'
     return config
+
+
+def _cpu_overrides(config: ml_collections.ConfigDict) -> None:
+    """Small batch and few steps for 2 CPU cores (cpu_sim: PushSim, no downloads)."""
+    config.train.batch_size = 4
+    config.train.num_steps = 600
+    config.train.eval_every_steps = 200
+    config.train.checkpoint_every_steps = 200
+    config.train.log_every_steps = 20
+    config.train.plateau_patience = 2
+    config.eval.batch_size = 16
+    config.eval.validation_batches = 2
+    config.eval.test_batches = 4

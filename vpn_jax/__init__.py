@@ -1,5 +1,6 @@
 """Video Pixel Networks (Kalchbrenner et al., 2016) in JAX/Flax."""
 
+from vpn_jax.checkpoint import load_checkpoint
 from vpn_jax.likelihood import frame_log_likelihoods
 from vpn_jax.likelihood import log_likelihood
 from vpn_jax.sampling import sample
@@ -15,6 +16,7 @@ __all__ = [
     'count_params',
     'frame_log_likelihoods',
     'init_variables',
+    'load_checkpoint',
     'log_likelihood',
     'sample',
     'visualize',

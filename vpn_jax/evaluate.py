@@ -1,0 +1,225 @@
+r"""Test-set NLL of a trained VPN in the paper's units, as a row of the paper's tables.
+
+    python -m vpn_jax.evaluate --config=experiments/moving_mnist.py:cpu --workdir=/tmp/vpn_cpu
+    python -m vpn_jax.evaluate --checkpoint=/tmp/vpn_cpu [--split=validation] [--max_batches=0]
+
+With --workdir the model is rebuilt from --config and must match the checkpoint's model; with
+only --checkpoint (a workdir or its checkpoints/ folder) the checkpoint's own config is used, and
+--config, if given, supplies the data and evaluation settings. Moving MNIST is scored in
+nats/frame (sigmoid cross-entropy summed over each of the 10 predicted frames, Tables 1-2),
+pushing in nats/dim (softmax NLL over the 18 predicted frames, Table 3). The result goes to
+`<workdir>/eval_<split>.json` and to the console next to the paper's numbers.
+"""
+
+import json
+import os
+from typing import Any, Dict, Mapping, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+
+from vpn_jax import checkpoint as ckpt
+from vpn_jax import input_pipeline
+from vpn_jax import train as train_lib
+
+# The paper's results (Tables 1-3), by dataset and variant.
+PAPER = {
+    'moving_mnist': {
+        'columns': ('Test', ),
+        'rows': {
+            'vpn_rmb_dilation': (87.6, ),
+            'vpn_rmb': (89.2, ),
+            'vpn_relu_dilation': (87.7, ),
+            'vpn_relu': (89.1, ),
+            'baseline': (110.1, ),
+            'lower bound': (86.3, ),
+        },
+        'units': 'nats/frame',
+    },
+    'robotic_pushing': {
+        'columns': ('Validation', 'Test (Seen)', 'Test (Novel)'),
+        'rows': {
+            'baseline': (2.06, 2.08, 2.07),
+            'vpn_relu_dilation': (0.73, 0.72, 0.75),
+            'vpn_relu': (0.72, 0.73, 0.75),
+            'vpn_rmb_dilation': (0.63, 0.65, 0.64),
+            'vpn_rmb': (0.62, 0.64, 0.64),
+        },
+        'units': 'nats/dim',
+    },
+}
+
+
+def paper_table(config: ml_collections.ConfigDict) -> Optional[Mapping[str, Any]]:
+    """The paper's table for the config's dataset (None for PushSim)."""
+    name = config.data.name
+    return PAPER.get('robotic_pushing' if name in ('robotic_pushing', ) else name)
+
+
+def format_table(config: ml_collections.ConfigDict, result: Mapping[str, Any],
+                 split_name: str) -> str:
+    """A small table: the paper's rows, then this run's row, in the paper's units."""
+    table = paper_table(config)
+    ours = f'this run ({config.get("variant", "?")}, step {result.get("step", "?")}, ' \
+           f'{result["num_sequences"]} seq.)'
+    if table is None:
+        return (f'{"Model":<48} {split_name:>12}\n{ours:<48} {result["nll"]:>12.4f}  '
+                f'{result["units"]} (no paper number for {config.data.name})')
+    cols = table['columns']
+    lines = [f'{"Model":<48} ' + ' '.join(f'{c:>13}' for c in cols) + f'   ({table["units"]})']
+    for row, values in table['rows'].items():
+        lines.append(f'{"paper: " + row:<48} ' + ' '.join(f'{v:>13.2f}' for v in values))
+    col = {
+        'test': 'Test',
+        'validation': 'Validation',
+        'test_seen': 'Test (Seen)',
+        'test_novel': 'Test (Novel)'
+    }.get(split_name, split_name)
+    cells = [f'{result["nll"]:>13.4f}' if c == col else f'{"":>13}' for c in cols]
+    if col not in cols:
+        cells = [f'{result["nll"]:>13.4f}'] + cells[1:]
+    lines.append(f'{ours:<48} ' + ' '.join(cells))
+    return '\n'.join(lines)
+
+
+def write_result(workdir: str,
+                 config: ml_collections.ConfigDict,
+                 result: Mapping[str, Any],
+                 *,
+                 step: int,
+                 split: Optional[str] = None,
+                 which: str = 'test') -> str:
+    """Writes `<workdir>/eval_<which>.json`; returns its path."""
+    dataset, split_name = input_pipeline.eval_split(config, which) if config.data.name != \
+        'push_sim' else ('push_sim', which)
+    record = dict(result)
+    record.update(step=int(step),
+                  dataset=dataset,
+                  split=split or split_name,
+                  variant=config.get('variant', ''),
+                  paper=paper_table(config) and {
+                      k: list(v)
+                      for k, v in paper_table(config)['rows'].items()
+                  })
+    path = os.path.join(workdir, f'eval_{which}.json')
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(record, f, indent=2)
+    return path
+
+
+def _workdir(path: str) -> str:
+    """The training workdir of `path` (a workdir or its checkpoints/ folder), absolute."""
+    path = os.path.abspath(os.path.expanduser(path)).rstrip('/')
+    return os.path.dirname(path) if os.path.basename(path) == ckpt.CHECKPOINT_DIR else path
+
+
+def evaluate_checkpoint(workdir: str,
+                        config: Optional[ml_collections.ConfigDict] = None,
+                        *,
+                        which: str = 'test',
+                        max_batches: Optional[int] = None,
+                        step: Optional[int] = None,
+                        progress: bool = True) -> Dict[str, Any]:
+    """Evaluates the newest (or `step`) checkpoint in `workdir` on the validation or test split.
+
+    Args:
+      workdir: a training workdir (or its checkpoints/ folder).
+      config: the experiment config; its model must match the checkpoint's. None: the
+        checkpoint's own config.
+      which: 'test' or 'validation'.
+      max_batches: evaluation batches (0: the whole split); None: config.eval.test_batches for
+        the test split, config.eval.validation_batches for validation.
+    Returns:
+      {'nll', 'units', 'num_sequences', 'seconds', 'step'}.
+    """
+    path = _workdir(workdir)
+    if not os.path.isdir(ckpt.checkpoint_dir(path)):
+        raise FileNotFoundError(f'No checkpoints in {ckpt.checkpoint_dir(path)!r}.')
+    mngr = ckpt.manager(path, create=False)
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f'No checkpoint in {ckpt.checkpoint_dir(path)!r}.')
+    saved = ckpt.read_config(mngr, step)
+    if config is None:
+        config = saved
+    else:
+        ckpt.check_compatible(mngr, step, config)
+    mngr.close()
+    mesh = train_lib.make_mesh()
+    if config.eval.batch_size % mesh.size:
+        raise ValueError(f'eval.batch_size={config.eval.batch_size} is not divisible by the '
+                         f'{mesh.size} devices.')
+    input_pipeline.check_data(config, train=False)
+    source = input_pipeline.eval_source(config, which)  # Raises for a missing dir or split.
+    module, variables, _ = ckpt.load_checkpoint(path, step)
+    params = train_lib.replicate(variables['params'], mesh)
+    if max_batches is None:
+        max_batches = config.eval.test_batches if which == 'test' else \
+            config.eval.validation_batches
+    result = train_lib.evaluate_source(config,
+                                       module,
+                                       params,
+                                       source,
+                                       mesh,
+                                       max_batches=max_batches,
+                                       desc=which,
+                                       progress=progress)
+    result['step'] = int(step)
+    return result
+
+
+def _define_flags():
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file('config', None, 'Experiment config (path:variant).')
+    flags.DEFINE_string('workdir', None, 'Training workdir holding checkpoints/.')
+    flags.DEFINE_string(
+        'checkpoint', None, 'Checkpoint workdir (or its checkpoints/ folder); '
+        'the model config is read from it.')
+    flags.DEFINE_enum('split', 'test', ['test', 'validation'], 'Which split to evaluate.')
+    flags.DEFINE_integer('max_batches', None, 'Evaluation batches (0: all; default: config).')
+    flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
+    flags.DEFINE_string('data_dir', None, 'Overrides config.data.tfds_data_dir.')
+
+
+def main(argv):
+    del argv
+    fv = flags.FLAGS
+    if fv['verbosity'].using_default_value:
+        logging.set_verbosity(logging.WARNING)  # Keeps orbax's INFO lines off the console.
+    path = fv.checkpoint or fv.workdir
+    if not path:
+        raise app.UsageError('Give --workdir (with --config) or --checkpoint.')
+    if fv.workdir and fv.config is None:
+        raise app.UsageError('--workdir needs --config; use --checkpoint to read the config '
+                             'from the checkpoint.')
+    config = fv.config
+    if config is None:
+        mngr = ckpt.manager(_workdir(path), create=False)
+        step = fv.step if fv.step is not None else mngr.latest_step()
+        if step is None:
+            raise FileNotFoundError(f'No checkpoint in {ckpt.checkpoint_dir(_workdir(path))!r}.')
+        config = ckpt.read_config(mngr, step)
+    if fv.data_dir is not None:
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.data.tfds_data_dir = fv.data_dir
+    result = evaluate_checkpoint(path,
+                                 config,
+                                 which=fv.split,
+                                 max_batches=fv.max_batches,
+                                 step=fv.step)
+    if jax.process_index() == 0:
+        out = write_result(_workdir(path), config, result, step=result['step'], which=fv.split)
+        print(
+            format_table(
+                config, result,
+                input_pipeline.eval_split(config, fv.split)[1]
+                if config.data.name != 'push_sim' else fv.split))
+        print(f'wrote {out}')
+
+
+if __name__ == '__main__':
+    _define_flags()
+    app.run(main)

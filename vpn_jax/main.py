@@ -1,0 +1,58 @@
+r"""Trains a VPN, evaluates it on the test split and prints the result next to the paper's.
+
+    python -m vpn_jax.main --config=experiments/moving_mnist.py:cpu --workdir=/tmp/vpn_cpu
+    python -m vpn_jax.main --config=experiments/moving_mnist.py:vpn_rmb_dilation \
+        --workdir=/tmp/mm --config.train.batch_size=16
+
+Restarting with the same --workdir resumes from the newest checkpoint. Multi-host (one process
+per host, or several processes on one machine): give every process the same flags plus
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I (see WORKSPACE.md).
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from vpn_jax import evaluate
+from vpn_jax import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config',
+                                None,
+                                'Experiment config (path:variant).',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
+flags.DEFINE_string('coordinator_address', None, 'Multi-process: HOST:PORT of process 0.')
+flags.DEFINE_integer('num_processes', None, 'Multi-process: number of processes.')
+flags.DEFINE_integer('process_id', None, 'Multi-process: this process (0 .. num_processes-1).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+    if FLAGS['verbosity'].using_default_value:
+        logging.set_verbosity(logging.WARNING)  # Keeps orbax's INFO lines off the console.
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if FLAGS.coordinator_address or FLAGS.num_processes:
+        jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                                   num_processes=FLAGS.num_processes,
+                                   process_id=FLAGS.process_id)
+    logging.info('JAX process %d / %d, %d local / %d global devices.', jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count())
+    config = FLAGS.config
+    summary = train.train_and_evaluate(config, FLAGS.workdir)
+    if jax.process_index() == 0:
+        print(f'trained {summary["step"]} steps in {summary["workdir"]}; final train loss '
+              f'{summary["train_loss"]:.4f} {summary["units"]}')
+        if 'validation' in summary:
+            print(f'validation: {summary["validation"]["nll"]:.4f} {summary["units"]} '
+                  f'({summary["validation"]["num_sequences"]} sequences)')
+        if 'test' in summary:
+            result = dict(summary['test'], step=summary['step'])
+            print(evaluate.format_table(config, result, config.data.test_split))
+
+
+if __name__ == '__main__':
+    app.run(main)
