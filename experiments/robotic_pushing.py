@@ -74,6 +74,8 @@ def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
     # PushSim (data.name='push_sim'): seeds and sizes of the train, validation and test splits.
     config.data.sim_seeds = (0, 1, 2)
     config.data.sim_sizes = (2000, 64, 256)
+    # Ablation: give each sequence another sequence's actions (train and eval).
+    config.data.shuffle_actions = False
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 64

@@ -56,11 +56,22 @@ def _crop(video: np.ndarray, size: int) -> np.ndarray:
     return video[..., top:top + size, left:left + size, :]
 
 
-def _finish(batch: Mapping[str, np.ndarray], config: ml_collections.ConfigDict) -> Batch:
-    """Crops, keeps the context states only, and drops conditioning the model does not use."""
+def _finish(batch: Mapping[str, np.ndarray],
+            config: ml_collections.ConfigDict,
+            shuffle_key: Sequence[int] = (0, )) -> Batch:
+    """Crops, keeps the context states only, and drops conditioning the model does not use.
+
+    With `config.data.shuffle_actions` (an ablation) each sequence gets the actions of another
+    sequence of the batch (a roll by a random offset drawn from `(train.seed, *shuffle_key)`),
+    so that the actions carry no information about the video.
+    """
     out = {'video': _crop(np.asarray(batch['video'], np.uint8), config.data.image_size)}
     if 'actions' in batch and config.model.action_dim:
         out['actions'] = np.asarray(batch['actions'], np.float32)
+        n = len(out['actions'])
+        if config.data.get('shuffle_actions', False) and n > 1:
+            rng = np.random.default_rng([config.train.seed, 7, *shuffle_key])
+            out['actions'] = np.roll(out['actions'], 1 + int(rng.integers(n - 1)), axis=0)
     if 'states' in batch and config.model.state_dim:
         out['states'] = np.asarray(batch['states'][:, :config.data.num_context], np.float32)
     if 'mask' in batch:
@@ -188,7 +199,7 @@ def train_batch(config: ml_collections.ConfigDict,
                                 num_frames=config.data.num_frames,
                                 process_index=process_index,
                                 process_count=process_count)
-    return _finish(batch, config)
+    return _finish(batch, config, (0, step, process_index))
 
 
 def _moving_mnist_eval(source: Any, batch_size: int, num_frames: int, process_index: int,
@@ -246,7 +257,7 @@ def eval_batches(config: ml_collections.ConfigDict,
     for b, batch in enumerate(it):
         if max_batches and b >= max_batches:
             return
-        yield _finish(batch, config)
+        yield _finish(batch, config, (1, b, process_index))
 
 
 def model_args(batch: Mapping[str, Any]) -> tuple:

@@ -212,7 +212,7 @@ def make_train_step(config: ml_collections.ConfigDict, module: VideoPixelNetwork
         new_state = state.replace(step=state.step + 1,
                                   params=optax.apply_updates(state.params, updates),
                                   opt_state=opt_state)
-        return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+        return new_state, {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
 
     step = jax.shard_map(local_step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
     return jax.jit(step, donate_argnums=0)
