@@ -62,7 +62,7 @@ def write_outputs(out: str, samples: np.ndarray, ground_truth: np.ndarray, *, nu
                   num_samples: int, scale: int, fps: float) -> None:
     """grid.png, samples.gif and samples.npz in `out` (see the module docstring)."""
     os.makedirs(out, exist_ok=True)
-    kwargs = dict(num_context=num_context, num_samples=num_samples, scale=scale)
+    kwargs = dict(num_context=num_context, num_samples=num_samples, scale=scale, border=2)
     visualize.save_png(os.path.join(out, 'grid.png'),
                        visualize.make_grid(samples, ground_truth, **kwargs))
     visualize.save_gif(os.path.join(out, 'samples.gif'),

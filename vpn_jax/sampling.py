@@ -9,15 +9,16 @@ Inside a frame the PixelCNN decoder is evaluated incrementally (`sample_frame_fa
 spirit of "Fast Generation for Convolutional Autoregressive Models" (Ramachandran et al. 2017):
 
 * Every decoder layer with a spatial kernel (the 7x7 mask-A input convolution, the MUs' 3x3
-  gates, the ReLU blocks' 3x3 convolutions) keeps its *input* map of the current frame in a
-  cache. The masks guarantee that an activation at position p depends only on positions before
-  p, so cached values are final as soon as they are written.
+  gates, the ReLU blocks' 3x3 convolutions) keeps its *inputs* of the q = k // 2 rows above
+  (a rolling buffer, float[B, q, W + 2q, Cin]) and of the q pixels to the left in the current
+  row (float[B, q, Cin]). The masks guarantee that an activation at position p depends only on
+  positions before p (and on p's earlier colours), so buffered values are final once written.
 * At the start of each row, the contribution of the rows above (the kernel's upper rows, which
   the masks leave whole) is computed for the whole row at once: one small convolution per layer,
   i.e. a matrix-matrix product that reads each weight once per row instead of once per pixel.
-* Per pixel, a layer then adds only the taps to the left in the same row (read from its cache)
-  and the centre tap. 1x1 convolutions need no cache. The context and conditioning terms are
-  computed once per frame for all positions.
+* Per pixel, a layer then adds only the taps to the left and the centre tap, as one
+  matrix-vector product per layer and colour group. 1x1 convolutions need no buffer. The
+  context and conditioning terms are computed once per frame for all positions.
 * Colours: sub-pixel R, then G, then B of the same pixel. At colour step g only the channels of
   colour group g of every layer are computed (their inputs, groups <= g at the centre, are known
   by then; mask A's centre sees groups < g). Every weight is therefore read once per pixel, not
@@ -34,7 +35,7 @@ The noise of frame t is drawn from `jax.random.fold_in(rng, t)` for the whole fr
 """
 
 import functools
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -150,7 +151,7 @@ class _Layer:
     group g becomes [g1_g, g2_g, g3_g, u_g]).
 
     Attributes:
-      q: k // 2 (0 for a 1x1 convolution); the cache pads q rows above and q columns each side.
+      q: k // 2 (0 for a 1x1 convolution); the row buffer pads q columns on each side.
       up: float[q, k, Cin, Cout], the kernel's rows above the centre (for the per-row conv).
       taps: per colour group g, float[q * Cin + lim_g, hi_g - lo_g]: the centre row's taps left
         of the centre (all input channels) stacked on the centre tap's visible input channels
