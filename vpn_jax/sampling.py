@@ -1,4 +1,5 @@
-"""Sampling video continuations from a trained VPN (sect. 2), frame by frame, sub-pixel by sub-pixel.
+"""Sampling video continuations from a trained VPN (sect. 2), frame by frame, sub-pixel by
+sub-pixel.
 
 `sample` encodes the given frames once, then runs a `jax.lax.scan` over the frames to generate.
 Each scan step samples one frame from the decoder given the ConvLSTM output after the previous
