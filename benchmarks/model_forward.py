@@ -48,10 +48,9 @@ def unmasked_count(model, params) -> int:
             continue
         k, _, cin, cout = leaf.shape
         blocks = 4 if names[-2] == 'gates' else 1
-        mask = causal_mask(
-            k, channel_groups(cin, model.num_colors),
-            np.tile(channel_groups(cout // blocks, model.num_colors), blocks),
-            'A' if names[0] == 'input' else 'B')
+        mask = causal_mask(k, channel_groups(cin, model.num_colors),
+                           np.tile(channel_groups(cout // blocks, model.num_colors), blocks),
+                           'A' if names[0] == 'input' else 'B')
         total -= int(mask.size - mask.sum())
     return total
 

@@ -12,7 +12,7 @@ def make_tiny_config(**overrides) -> ml_collections.ConfigDict:
              channels=6,
              encoder_blocks=1,
              decoder_blocks=2,
-             encoder_dilations=(2,),
+             encoder_dilations=(2, ),
              lstm_channels=6,
              top_channels=9,
              output='softmax',

@@ -66,12 +66,17 @@ def test_building_block_shapes():
         (MultiplicativeUnit(mask_type='B', num_colors=3), (x, cond), (2, h, w, 6)),
         (ResidualMultiplicativeBlock(channels=3, dilation=2), (x, None), (2, h, w, 6)),
         (ReluResidualBlock(channels=3, mask_type='B', num_colors=3), (x, cond), (2, h, w, 6)),
-        (Encoder(ResidualMultiplicativeBlock, channels=4, num_blocks=2, dilations=(1, 2)),
-         (x[..., :3], cond), (2, h, w, 8)),
-        (Decoder(ReluResidualBlock, channels=3, num_blocks=1, top_channels=6, num_colors=3),
-         (x[..., :3], x, cond), (2, h, w, 3, 256)),
-        (Decoder(ResidualMultiplicativeBlock, channels=3, num_blocks=1, top_channels=6,
-                 num_colors=1, output='sigmoid', masked=False), (None, x, None), (2, h, w, 1)),
+        (Encoder(ResidualMultiplicativeBlock, channels=4, num_blocks=2,
+                 dilations=(1, 2)), (x[..., :3], cond), (2, h, w, 8)),
+        (Decoder(ReluResidualBlock, channels=3, num_blocks=1, top_channels=6,
+                 num_colors=3), (x[..., :3], x, cond), (2, h, w, 3, 256)),
+        (Decoder(ResidualMultiplicativeBlock,
+                 channels=3,
+                 num_blocks=1,
+                 top_channels=6,
+                 num_colors=1,
+                 output='sigmoid',
+                 masked=False), (None, x, None), (2, h, w, 1)),
     ]:
         out, _ = jax.jit(module.init_with_output)(key, *inputs)
         chex.assert_shape(out, expected)
@@ -96,8 +101,12 @@ def test_building_block_shapes():
     ('baseline', 'rmb', 'softmax', 1, True, (2, 2, 3, 4)),
 ])
 def test_vpn_shapes_and_dtypes(decoder, block, output, colors, cond, shape):
-    config = make_tiny_config(decoder=decoder, block=block, output=output, num_colors=colors,
-                              action_dim=2 if cond else 0, state_dim=3 if cond else 0)
+    config = make_tiny_config(decoder=decoder,
+                              block=block,
+                              output=output,
+                              num_colors=colors,
+                              action_dim=2 if cond else 0,
+                              state_dim=3 if cond else 0)
     model = vpn_jax.build_model(config)
     b, t, h, w = shape
     video = random_video(jax.random.key(1), (b, t, h, w, colors))
@@ -105,12 +114,16 @@ def test_vpn_shapes_and_dtypes(decoder, block, output, colors, cond, shape):
     states = jnp.ones((b, 1, 3)) if cond else None
     variables = jax.jit(model.init)(jax.random.key(0), video, actions, states)
     logits = jax.jit(model.apply)(variables, video, actions, states)
-    expected = (b, t - 1, h, w, colors) + ((256,) if output == 'softmax' else ())
+    expected = (b, t - 1, h, w, colors) + ((256, ) if output == 'softmax' else ())
     chex.assert_shape(logits, expected)
     chex.assert_type(logits, jnp.float32)
-    ll = vpn_jax.log_likelihood(model, variables, video, num_context=1, actions=actions,
+    ll = vpn_jax.log_likelihood(model,
+                                variables,
+                                video,
+                                num_context=1,
+                                actions=actions,
                                 states=states)
-    chex.assert_shape(ll, (b,))
+    chex.assert_shape(ll, (b, ))
     chex.assert_type(ll, jnp.float32)
     assert np.all(np.asarray(ll) < 0)
 
@@ -144,8 +157,12 @@ def test_vpn_is_causal_in_time_space_and_colour(colors, output, cond):
     """Changing sub-pixel (t, i, j, c) changes nothing at or before it in (t, i, j, c) order,
     and does change the sub-pixels that must see it."""
     # Wide enough that every structural dependency shows numerically at a random init.
-    config = make_tiny_config(num_colors=colors, output=output, channels=12, top_channels=24,
-                              action_dim=2 if cond else 0, state_dim=2 if cond else 0)
+    config = make_tiny_config(num_colors=colors,
+                              output=output,
+                              channels=12,
+                              top_channels=24,
+                              action_dim=2 if cond else 0,
+                              state_dim=2 if cond else 0)
     model = vpn_jax.build_model(config)
     t, h, w = 3, 4, 4
     video = random_video(jax.random.key(2), (1, t, h, w, colors))
@@ -223,7 +240,10 @@ def test_softmax_probabilities_of_all_continuations_sum_to_one():
 
 
 def test_sigmoid_probabilities_of_all_binary_continuations_sum_to_one():
-    config = make_tiny_config(num_colors=1, output='sigmoid', channels=4, lstm_channels=4,
+    config = make_tiny_config(num_colors=1,
+                              output='sigmoid',
+                              channels=4,
+                              lstm_channels=4,
                               top_channels=4)
     model = vpn_jax.build_model(config)
     bits = (np.arange(16)[:, None] >> np.arange(4)) & 1
@@ -295,8 +315,8 @@ def test_bad_configs_raise(field, value, message):
 
 
 def load_experiment(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'experiments',
-                                                                     f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(name,
+                                                  os.path.join(REPO, 'experiments', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -61,13 +61,12 @@ class Decoder(nn.Module):
           float32[N, H, W, C, 256] ('softmax') or float32[N, H, W, C] ('sigmoid').
         """
         mask_b = 'B' if self.masked else None
-        conv = lambda features, kernel_size, mask_type, name: MaskedConv(
-            features,
-            kernel_size=kernel_size,
-            mask_type=mask_type,
-            num_colors=self.num_colors,
-            dtype=self.dtype,
-            name=name)
+        conv = lambda features, kernel_size, mask_type, name: MaskedConv(features,
+                                                                         kernel_size=kernel_size,
+                                                                         mask_type=mask_type,
+                                                                         num_colors=self.num_colors,
+                                                                         dtype=self.dtype,
+                                                                         name=name)
         width = 2 * self.channels
         h = conv(width, 1, None, 'context')(context, cond)
         if self.masked:

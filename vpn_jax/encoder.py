@@ -9,9 +9,16 @@ import jax.numpy as jnp
 from vpn_jax.masked_conv import MaskedConv
 
 
-def residual_stack(block_cls: Callable[..., nn.Module], *, num_blocks: int, channels: int,
-                   dilations: Sequence[int], mask_type: Optional[str], num_colors: int,
-                   dtype: Any, remat: bool, name_prefix: str = 'block') -> list:
+def residual_stack(block_cls: Callable[..., nn.Module],
+                   *,
+                   num_blocks: int,
+                   channels: int,
+                   dilations: Sequence[int],
+                   mask_type: Optional[str],
+                   num_colors: int,
+                   dtype: Any,
+                   remat: bool,
+                   name_prefix: str = 'block') -> list:
     """`num_blocks` residual blocks (RMB or ReLU); block b uses `dilations[b]` (1 if empty)."""
     cls = nn.remat(block_cls) if remat else block_cls
     return [

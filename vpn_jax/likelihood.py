@@ -23,7 +23,7 @@ def frame_log_likelihoods(logits: jax.Array, frames: jax.Array, output: str) -> 
         ll = -optax.sigmoid_binary_cross_entropy(logits, frames.astype(jnp.float32) / 255.0)
     else:
         raise ValueError(f"output must be 'softmax' or 'sigmoid', got {output!r}.")
-    return ll.reshape(ll.shape[:2] + (-1,)).sum(-1)
+    return ll.reshape(ll.shape[:2] + (-1, )).sum(-1)
 
 
 def log_likelihood(module,

@@ -9,13 +9,17 @@ per host, or several processes on one machine): give every process the same flag
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I (see WORKSPACE.md).
 """
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
 
+from vpn_jax import checkpoint
 from vpn_jax import evaluate
+from vpn_jax import sample_main
 from vpn_jax import train
 
 FLAGS = flags.FLAGS
@@ -27,6 +31,9 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and res
 flags.DEFINE_string('coordinator_address', None, 'Multi-process: HOST:PORT of process 0.')
 flags.DEFINE_integer('num_processes', None, 'Multi-process: number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-process: this process (0 .. num_processes-1).')
+flags.DEFINE_integer(
+    'num_sample_videos', 2, 'After training: test sequences to continue (2 samples each) into '
+    'WORKDIR/samples/{grid.png,samples.gif}; 0 to skip.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -52,6 +59,18 @@ def main(argv):
         if 'test' in summary:
             result = dict(summary['test'], step=summary['step'])
             print(evaluate.format_table(config, result, config.data.test_split))
+        if FLAGS.num_sample_videos:
+            # Continuations of test sequences from the final parameters (vpn_jax.sample).
+            module, variables, saved_config = checkpoint.load_checkpoint(FLAGS.workdir)
+            if FLAGS['verbosity'].using_default_value:
+                logging.set_verbosity(logging.WARNING)  # Orbax's restore raises it.
+            grid = sample_main.write_continuations(module,
+                                                   variables,
+                                                   saved_config,
+                                                   os.path.join(FLAGS.workdir, 'samples'),
+                                                   num_videos=FLAGS.num_sample_videos,
+                                                   num_samples=2)
+            print(f'continuations: {grid} and {os.path.dirname(grid)}/samples.gif')
 
 
 if __name__ == '__main__':

@@ -30,8 +30,9 @@ def channel_groups(num_channels: int, num_groups: int) -> np.ndarray:
     (num_channels == 256 * C) the logits of colour c form group c.
     """
     if num_channels < num_groups:
-        raise ValueError(f'{num_channels} channels cannot be split into {num_groups} colour groups; '
-                         f'use at least {num_groups} channels.')
+        raise ValueError(
+            f'{num_channels} channels cannot be split into {num_groups} colour groups; '
+            f'use at least {num_groups} channels.')
     return np.arange(num_channels) * num_groups // num_channels
 
 
@@ -85,14 +86,15 @@ class MaskedConv(nn.Module):
         in_features = x.shape[-1]
         out_features = self.num_blocks * self.features
         k = self.kernel_size
-        kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, in_features,
-                                                                       out_features), jnp.float32)
+        kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                            (k, k, in_features, out_features), jnp.float32)
         if self.mask_type is not None:
-            mask = causal_mask(k, channel_groups(in_features, self.num_colors),
-                               np.tile(channel_groups(self.features, self.num_colors),
-                                       self.num_blocks), self.mask_type)
+            mask = causal_mask(
+                k, channel_groups(in_features, self.num_colors),
+                np.tile(channel_groups(self.features, self.num_colors), self.num_blocks),
+                self.mask_type)
             kernel = kernel * mask
-        bias = self.param('bias', nn.initializers.zeros_init(), (out_features,), jnp.float32)
+        bias = self.param('bias', nn.initializers.zeros_init(), (out_features, ), jnp.float32)
         y = jax.lax.conv_general_dilated(x.astype(self.dtype),
                                          kernel.astype(self.dtype),
                                          window_strides=(1, 1),

@@ -32,14 +32,13 @@ class ReluResidualBlock(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array, cond: Optional[jax.Array] = None) -> jax.Array:
         """h: float[N, H, W, 2c]; cond: float[N, D] or None -> float[N, H, W, 2c]."""
-        conv = lambda features, kernel_size, dilation, name: MaskedConv(
-            features,
-            kernel_size=kernel_size,
-            dilation=dilation,
-            mask_type=self.mask_type,
-            num_colors=self.num_colors,
-            dtype=self.dtype,
-            name=name)
+        conv = lambda features, kernel_size, dilation, name: MaskedConv(features,
+                                                                        kernel_size=kernel_size,
+                                                                        dilation=dilation,
+                                                                        mask_type=self.mask_type,
+                                                                        num_colors=self.num_colors,
+                                                                        dtype=self.dtype,
+                                                                        name=name)
         y = conv(self.channels, 1, 1, 'reduce')(nn.relu(h), cond)
         y = conv(self.channels, 3, self.dilation, 'conv')(nn.relu(y), cond)
         y = conv(h.shape[-1], 1, 1, 'expand')(nn.relu(y), cond)

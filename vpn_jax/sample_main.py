@@ -28,18 +28,25 @@ import numpy as np
 from vpn_jax import sampling
 from vpn_jax import visualize
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training run directory (holds checkpoints/).')
-_OUT = flags.DEFINE_string('out', None, 'Directory for grid.png, samples.gif, samples.npz.')
-_NUM_SAMPLES = flags.DEFINE_integer('num_samples', 3, 'Continuations per sequence.')
-_NUM_VIDEOS = flags.DEFINE_integer('num_videos', 4, 'Evaluation sequences to continue.')
-_SPLIT = flags.DEFINE_enum('split', 'test', ['validation', 'test'], 'Evaluation split.')
-_NUM_FRAMES = flags.DEFINE_integer('num_frames', 0,
-                                   'Frames to generate; 0: the rest of each evaluation sequence.')
-_TEMPERATURE = flags.DEFINE_float('temperature', 1.0, '>= 0; 0 takes the argmax.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; default the newest.')
-_SCALE = flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling of frames in the images.')
-_FPS = flags.DEFINE_float('fps', 4.0, 'GIF frames per second.')
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """This command's flags; defined only when it runs, so that `vpn_jax.main` can import the
+    module (both define --workdir)."""
+    flags.DEFINE_string('workdir', None, 'Training run directory (holds checkpoints/).')
+    flags.DEFINE_string('out', None, 'Directory for grid.png, samples.gif, samples.npz.')
+    flags.DEFINE_integer('num_samples', 3, 'Continuations per sequence.')
+    flags.DEFINE_integer('num_videos', 4, 'Evaluation sequences to continue.')
+    flags.DEFINE_enum('split', 'test', ['validation', 'test'], 'Evaluation split.')
+    flags.DEFINE_integer('num_frames', 0,
+                         'Frames to generate; 0: the rest of each evaluation sequence.')
+    flags.DEFINE_float('temperature', 1.0, '>= 0; 0 takes the argmax.')
+    flags.DEFINE_integer('seed', 0, 'Sampling seed.')
+    flags.DEFINE_integer('step', None, 'Checkpoint step; default the newest.')
+    flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling of frames in the images.')
+    flags.DEFINE_float('fps', 4.0, 'GIF frames per second.')
+    flags.mark_flags_as_required(['workdir', 'out'])
 
 
 def evaluation_sequences(config, split: str, num_videos: int) -> dict:
@@ -74,50 +81,85 @@ def write_outputs(out: str, samples: np.ndarray, ground_truth: np.ndarray, *, nu
                         num_context=num_context)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    from vpn_jax.checkpoint import load_checkpoint
-    module, variables, config = load_checkpoint(_WORKDIR.value, _STEP.value)
-    data = evaluation_sequences(config, _SPLIT.value, _NUM_VIDEOS.value)
+def write_continuations(module,
+                        variables,
+                        config,
+                        out: str,
+                        *,
+                        split: str = 'test',
+                        num_videos: int = 4,
+                        num_samples: int = 3,
+                        num_frames: int = 0,
+                        temperature: float = 1.0,
+                        seed: int = 0,
+                        scale: int = 2,
+                        fps: float = 4.0) -> str:
+    """Samples continuations of the first `num_videos` sequences of `split` and writes
+    grid.png, samples.gif and samples.npz into `out`; returns the grid's path.
+
+    num_frames: frames to generate after the context; 0 means all the sequence has.
+    """
+    data = evaluation_sequences(config, split, num_videos)
     video = data['video']
     num_context = int(config.data.num_context)
-    num_frames = _NUM_FRAMES.value or video.shape[1] - num_context
+    num_frames = num_frames or video.shape[1] - num_context
     total = num_context + num_frames
     if total > video.shape[1]:
-        raise app.UsageError(
-            f'--num_frames={num_frames} exceeds the {video.shape[1] - num_context} '
-            'frames after the context in the evaluation sequences.')
+        raise ValueError(f'num_frames={num_frames} exceeds the {video.shape[1] - num_context} '
+                         'frames after the context in the evaluation sequences.')
     video = video[:, :total]
     actions = data.get('actions')
     states = data.get('states')
     if states is not None:
         states = states[:, :num_context]
     logging.info('Sampling %d x %d continuations of %d frames of %s on %s.', len(video),
-                 _NUM_SAMPLES.value, num_frames, video.shape[2:],
+                 num_samples, num_frames, video.shape[2:],
                  jax.devices()[0].device_kind)
     start = time.perf_counter()
     samples = sampling.sample(module,
                               variables,
                               video[:, :num_context],
                               num_frames=num_frames,
-                              rng=jax.random.key(_SEED.value),
+                              rng=jax.random.key(seed),
                               actions=None if actions is None else actions[:, :total],
                               states=states,
-                              temperature=_TEMPERATURE.value,
-                              num_samples=_NUM_SAMPLES.value)
+                              temperature=temperature,
+                              num_samples=num_samples)
     samples = np.asarray(jax.device_get(samples))
     logging.info('Sampled in %.1f s.', time.perf_counter() - start)
-    write_outputs(_OUT.value,
+    write_outputs(out,
                   samples,
                   video,
                   num_context=num_context,
-                  num_samples=_NUM_SAMPLES.value,
-                  scale=_SCALE.value,
-                  fps=_FPS.value)
-    print(f'Wrote {os.path.join(_OUT.value, "grid.png")} and samples.gif, samples.npz.')
+                  num_samples=num_samples,
+                  scale=scale,
+                  fps=fps)
+    return os.path.join(out, 'grid.png')
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    from vpn_jax.checkpoint import load_checkpoint
+    module, variables, config = load_checkpoint(FLAGS.workdir, FLAGS.step)
+    try:
+        grid = write_continuations(module,
+                                   variables,
+                                   config,
+                                   FLAGS.out,
+                                   split=FLAGS.split,
+                                   num_videos=FLAGS.num_videos,
+                                   num_samples=FLAGS.num_samples,
+                                   num_frames=FLAGS.num_frames,
+                                   temperature=FLAGS.temperature,
+                                   seed=FLAGS.seed,
+                                   scale=FLAGS.scale,
+                                   fps=FLAGS.fps)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    print(f'Wrote {grid} and samples.gif, samples.npz.')
 
 
 if __name__ == '__main__':
-    flags.mark_flags_as_required(['workdir', 'out'])
+    define_flags()
     app.run(main)

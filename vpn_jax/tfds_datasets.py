@@ -53,8 +53,12 @@ def prepare(name: str, *, data_dir: Optional[str] = None, manual_dir: Optional[s
     return b
 
 
-def data_source(name: str, *, split: str, data_dir: Optional[str] = None,
-                manual_dir: Optional[str] = None, prepare_if_missing: bool = False):
+def data_source(name: str,
+                *,
+                split: str,
+                data_dir: Optional[str] = None,
+                manual_dir: Optional[str] = None,
+                prepare_if_missing: bool = False):
     """Random-access `tfds.data_source` over a prepared split (numpy dicts).
 
     With `prepare_if_missing`, prepares the dataset first when it is not in `data_dir`.

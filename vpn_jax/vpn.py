@@ -117,7 +117,7 @@ class VideoPixelNetwork(nn.Module):
     def encode(self, frames: jax.Array, cond: Optional[jax.Array] = None) -> jax.Array:
         """frames: uint8[B, T, H, W, C]; cond: float[B, T, D] -> float[B, T, H, W, 2c]."""
         b, t = frames.shape[:2]
-        flat = to_float(frames).reshape((b * t,) + frames.shape[2:])
+        flat = to_float(frames).reshape((b * t, ) + frames.shape[2:])
         flat_cond = None if cond is None else cond.reshape(b * t, -1)
         h = self.encoder(flat, flat_cond)
         return h.reshape((b, t) + h.shape[1:])
@@ -145,7 +145,7 @@ class VideoPixelNetwork(nn.Module):
         Returns float32[B, T, H, W, C, 256] or float32[B, T, H, W, C].
         """
         b, t = frames.shape[:2]
-        merge = lambda x: None if x is None else x.reshape((b * t,) + x.shape[2:])
+        merge = lambda x: None if x is None else x.reshape((b * t, ) + x.shape[2:])
         logits = self.frame_decoder(to_float(merge(frames)), merge(context), merge(cond))
         return logits.reshape((b, t) + logits.shape[1:])
 
@@ -203,7 +203,8 @@ def build_model(config: ml_collections.ConfigDict) -> VideoPixelNetwork:
     expect(kwargs['block'] in BLOCKS, f"block must be 'rmb' or 'relu', got {kwargs['block']!r}.")
     expect(kwargs['output'] in ('softmax', 'sigmoid'),
            f"output must be 'softmax' or 'sigmoid', got {kwargs['output']!r}.")
-    expect(kwargs['num_colors'] in (1, 3), f"num_colors must be 1 or 3, got {kwargs['num_colors']}.")
+    expect(kwargs['num_colors'] in (1, 3),
+           f"num_colors must be 1 or 3, got {kwargs['num_colors']}.")
     expect(kwargs['output'] == 'softmax' or kwargs['num_colors'] == 1,
            "output='sigmoid' models grayscale video (Moving MNIST): use num_colors=1.")
     dilations = kwargs['encoder_dilations']
@@ -216,8 +217,9 @@ def build_model(config: ml_collections.ConfigDict) -> VideoPixelNetwork:
                f'got {kwargs[f]}.')
     for f in ('encoder_blocks', 'decoder_blocks', 'action_dim', 'state_dim'):
         expect(kwargs[f] >= 0, f'{f} must be >= 0; got {kwargs[f]}.')
-    expect(kwargs.get('dtype', 'float32') in DTYPES,
-           f"dtype must be one of {list(DTYPES)}; got {kwargs.get('dtype')!r}.")
+    expect(
+        kwargs.get('dtype', 'float32') in DTYPES,
+        f"dtype must be one of {list(DTYPES)}; got {kwargs.get('dtype')!r}.")
     return VideoPixelNetwork(**kwargs)
 
 
