@@ -8,7 +8,6 @@ import vpn_jax
 from train_helpers import compilation_cache, tiny_experiment  # pylint: disable=unused-import
 from vpn_jax import checkpoint as ckpt
 from vpn_jax import evaluate
-from vpn_jax import input_pipeline
 from vpn_jax import push_sim
 from vpn_jax import train
 

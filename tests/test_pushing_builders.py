@@ -1,6 +1,5 @@
 """The robotic_pushing and bair_robot_pushing builders on tiny files in the real formats."""
 
-import os
 import shutil
 
 import numpy as np

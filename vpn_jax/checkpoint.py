@@ -20,7 +20,6 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 
 ITEMS = ('state', 'config', 'data')

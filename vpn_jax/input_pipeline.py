@@ -26,7 +26,7 @@ Datasets (`config.data.name`):
 """
 
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, Mapping, Sequence
 
 import ml_collections
 import numpy as np

@@ -185,6 +185,20 @@ def generate_examples(
             yield f'{name}:{index}', example
 
 
+def generate_split(split: str, files: Sequence[str],
+                   parse: Callable[[bytes], Dict[str, np.ndarray]], *, skip_corrupt: bool,
+                   metadata: Dict[str, Any]) -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
+    """A builder's `_generate_examples` for one split: `generate_examples`, then the corrupt
+    records it skipped are logged and counted in `metadata['skipped_records'][split]`."""
+    from absl import logging
+    skipped: List[tfrecord.CorruptRecord] = []
+    yield from generate_examples(files, parse, skip_corrupt=skip_corrupt, skipped=skipped)
+    for record in skipped:
+        logging.warning('Skipped corrupt record %s', record)
+    metadata.setdefault('skipped_records', {})[split] = len(skipped)
+    logging.info('%s: %d files, %d corrupt records skipped.', split, len(files), len(skipped))
+
+
 def float_vector(feature: Any, key: str, dim: int) -> np.ndarray:
     """float32[dim] from a `tf.train.Feature` holding a float_list; FormatError otherwise."""
     if feature.WhichOneof('kind') != 'float_list':

@@ -11,7 +11,6 @@ num_context..T-1), in nats/frame for Moving MNIST (sigmoid cross-entropy) and na
 softmax models; evaluation reports the same units.
 """
 
-import functools
 import math
 import os
 import time

@@ -7,7 +7,7 @@ hide each sub-pixel and everything after it). The output for frame t is entry t-
 `logits: float32[B, T-1, H, W, C, 256]` ('softmax') or `float32[B, T-1, H, W, C]` ('sigmoid').
 """
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax

@@ -15,7 +15,6 @@ Splits: train and validation (the last 5% of the sorted training files), test. T
 import dataclasses
 from typing import Dict, List
 
-from absl import logging
 from etils import epath
 from google.protobuf.message import DecodeError
 import numpy as np
@@ -23,7 +22,6 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
 from vpn_jax import pushing
-from vpn_jax import tfrecord
 
 ACTION_DIM = 4
 STATE_DIM = 3
@@ -141,16 +139,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, files: List):
         config = self.builder_config
-        skipped: List[tfrecord.CorruptRecord] = []
 
         def parse(serialized):
             return parse_example(serialized, config.num_frames, config.camera)
 
-        yield from pushing.generate_examples(files,
-                                             parse,
-                                             skip_corrupt=config.skip_corrupt,
-                                             skipped=skipped)
-        for record in skipped:
-            logging.warning('Skipped corrupt record %s', record)
-        self.info.metadata.setdefault('skipped_records', {})[split] = len(skipped)
-        logging.info('%s: %d files, %d corrupt records skipped.', split, len(files), len(skipped))
+        return pushing.generate_split(split,
+                                      files,
+                                      parse,
+                                      skip_corrupt=config.skip_corrupt,
+                                      metadata=self.info.metadata)

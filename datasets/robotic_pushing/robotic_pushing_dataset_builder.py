@@ -17,7 +17,6 @@ import dataclasses
 import io
 from typing import Dict, List, Optional, Tuple
 
-from absl import logging
 from etils import epath
 from google.protobuf.message import DecodeError
 import numpy as np
@@ -26,7 +25,6 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
 from vpn_jax import pushing
-from vpn_jax import tfrecord
 
 IMAGE_KEY = 'move/{}/image/encoded'
 ACTION_KEY = 'move/{}/commanded_pose/vec_pitch_yaw'
@@ -164,16 +162,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, files: List):
         config = self.builder_config
-        skipped: List[tfrecord.CorruptRecord] = []
 
         def parse(serialized):
             return parse_example(serialized, config.num_frames, config.original_size)
 
-        yield from pushing.generate_examples(files,
-                                             parse,
-                                             skip_corrupt=config.skip_corrupt,
-                                             skipped=skipped)
-        for record in skipped:
-            logging.warning('Skipped corrupt record %s', record)
-        self.info.metadata.setdefault('skipped_records', {})[split] = len(skipped)
-        logging.info('%s: %d files, %d corrupt records skipped.', split, len(files), len(skipped))
+        return pushing.generate_split(split,
+                                      files,
+                                      parse,
+                                      skip_corrupt=config.skip_corrupt,
+                                      metadata=self.info.metadata)
