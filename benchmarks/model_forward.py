@@ -8,7 +8,6 @@ non-zero), XLA's FLOP count for one forward pass (teacher-forced logits for fram
 the compile time, and the median wall time of the forward pass.
 """
 
-import importlib.util
 import os
 import time
 
@@ -19,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vpn_jax
+from vpn_jax import configs
 from vpn_jax.masked_conv import causal_mask, channel_groups
 
 _EXPERIMENT = flags.DEFINE_string('experiment', 'moving_mnist', 'moving_mnist | robotic_pushing')
@@ -28,12 +28,9 @@ _FRAMES = flags.DEFINE_integer('num_frames', 20, 'Frames per video.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed forward passes.')
 
 
-def load_config(experiment, variant):
-    path = os.path.join(os.path.dirname(__file__), '..', 'experiments', f'{experiment}.py')
-    spec = importlib.util.spec_from_file_location(experiment, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+def load_config(experiment: str, variant: str):
+    """`experiments/<experiment>.py:<variant>`, found from the repository root."""
+    return configs.load_config(f'experiments/{experiment}.py:{variant}')
 
 
 def unmasked_count(model, params) -> int:

@@ -14,7 +14,6 @@ central 32x32 crop (--image_size; the gripper is in it part of the time) and a l
 rate keep the two runs within about 10 minutes on 2 CPU cores.
 """
 
-import importlib.util
 import json
 import os
 import time
@@ -24,6 +23,7 @@ from absl import flags
 import jax
 import numpy as np
 
+from vpn_jax import configs
 from vpn_jax import input_pipeline
 from vpn_jax import train
 
@@ -37,11 +37,7 @@ _WORKDIR = flags.DEFINE_string('workdir', '/tmp/push_sim_actions', 'Parent of th
 
 
 def load_config():
-    path = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'robotic_pushing.py')
-    spec = importlib.util.spec_from_file_location('robotic_pushing', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config('cpu_sim')
+    return configs.load_config('experiments/robotic_pushing.py:cpu_sim')
 
 
 def run(shuffle: bool) -> dict:

@@ -13,8 +13,6 @@ sequences (num_context becomes frames // 2) so that the paper-size model fits a 
 a 2-core CPU: the fraction of matmul FLOP/s hardly depends on it, FLOPs per sequence do.
 """
 
-import importlib.util
-import os
 import time
 
 from absl import app
@@ -23,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vpn_jax import configs
 from vpn_jax import train
 
 _CASES = flags.DEFINE_list('cases', ['moving_mnist:cpu:4'], 'EXPERIMENT:VARIANT:BATCH, ...')
@@ -33,11 +32,8 @@ _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute
 
 
 def load_config(experiment: str, variant: str):
-    path = os.path.join(os.path.dirname(__file__), '..', 'experiments', f'{experiment}.py')
-    spec = importlib.util.spec_from_file_location(experiment, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    """`experiments/<experiment>.py:<variant>`, found from the repository root."""
+    return configs.load_config(f'experiments/{experiment}.py:{variant}')
 
 
 def matmul_flops_per_second(n: int = 2048, repeats: int = 5) -> float:

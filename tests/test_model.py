@@ -1,6 +1,5 @@
 """Shapes, dtypes, causality, normalisation and input checks of the VPN and its baseline."""
 
-import importlib.util
 import os
 
 import chex
@@ -18,6 +17,7 @@ from vpn_jax.multiplicative_unit import MultiplicativeUnit, ResidualMultiplicati
 from vpn_jax.residual_block import ReluResidualBlock
 
 from conftest import make_tiny_config
+from vpn_jax.configs import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -313,15 +313,6 @@ def test_bad_configs_raise(field, value, message):
 
 # ------------------------------------------------------------------------------- paper configs
 
-
-def load_experiment(name):
-    spec = importlib.util.spec_from_file_location(name,
-                                                  os.path.join(REPO, 'experiments', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # Parameter counts at 64x64 (masked-out kernel entries included), as reported in WORKSPACE.md.
 PAPER_PARAMS = {
     ('moving_mnist', 'vpn_rmb_dilation'): 29_931_777,
@@ -334,10 +325,10 @@ PAPER_PARAMS = {
 
 @pytest.mark.parametrize('experiment', ['moving_mnist', 'robotic_pushing'])
 def test_every_variant_builds_at_paper_size(experiment):
-    module = load_experiment(experiment)
+    path = os.path.join(REPO, 'experiments', f'{experiment}.py')
     for variant in ('vpn_rmb_dilation', 'vpn_rmb', 'vpn_relu_dilation', 'vpn_relu', 'baseline',
                     'cpu'):
-        config = module.get_config(variant)
+        config = load_config(f'{path}:{variant}')
         model = vpn_jax.build_model(config.model)
         shapes = jax.eval_shape(
             lambda: vpn_jax.init_variables(model, jax.random.key(0), height=64, width=64))
@@ -351,4 +342,4 @@ def test_every_variant_builds_at_paper_size(experiment):
             assert config.model.encoder_blocks == (16 if relu else 8)
             assert config.model.decoder_blocks == (24 if relu else 12)
     with pytest.raises(ValueError, match='Unknown variant'):
-        module.get_config('vpn_huge')
+        load_config(f'{path}:vpn_huge')

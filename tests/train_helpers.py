@@ -1,23 +1,19 @@
 """Tiny experiment configs for the training and evaluation tests (seconds to compile)."""
 
-import importlib.util
 import os
 
 import jax
 import pytest
 
 from conftest import make_tiny_config
+from vpn_jax.configs import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def experiment_config(experiment: str, variant: str):
     """`experiments/<experiment>.py:<variant>` as the config flag would load it."""
-    path = os.path.join(ROOT, 'experiments', f'{experiment}.py')
-    spec = importlib.util.spec_from_file_location(f'exp_{experiment}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return load_config(os.path.join(ROOT, 'experiments', f'{experiment}.py:{variant}'))
 
 
 def tiny_experiment(experiment: str = 'moving_mnist',

@@ -8,11 +8,13 @@ from vpn_jax.vpn import VideoPixelNetwork
 from vpn_jax.vpn import build_model
 from vpn_jax.vpn import count_params
 from vpn_jax.vpn import init_variables
+from vpn_jax import configs
 from vpn_jax import visualize
 
 __all__ = [
     'VideoPixelNetwork',
     'build_model',
+    'configs',
     'count_params',
     'frame_log_likelihoods',
     'init_variables',
