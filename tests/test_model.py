@@ -3,6 +3,7 @@
 import os
 
 import chex
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,6 +94,15 @@ def test_building_block_shapes():
     for t in range(3):
         carry, ht = lstm.apply(variables, carry, xs[:, t], method=ConvLSTM.step)
         np.testing.assert_allclose(ht, out[:, t], atol=1e-5)
+    # The cell is flax's ConvLSTMCell (same parameter tree, same outputs), on our convolution.
+    cell_params = {'params': variables['params']['cell']}
+    flax_cell = flax.linen.ConvLSTMCell(5, kernel_size=(3, 3))
+    assert (jax.tree_util.tree_structure(cell_params) == jax.tree_util.tree_structure(
+        flax_cell.init(key, carry, xs[:, 0])))
+    (flax_c, flax_h), _ = flax_cell.apply(cell_params, carry, xs[:, 0])
+    (our_c, our_h), _ = lstm.apply(variables, carry, xs[:, 0], method=ConvLSTM.step)
+    np.testing.assert_allclose(our_c, flax_c, atol=1e-5)
+    np.testing.assert_allclose(our_h, flax_h, atol=1e-5)
 
 
 @pytest.mark.parametrize('decoder,block,output,colors,cond,shape', [

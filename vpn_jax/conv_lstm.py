@@ -1,4 +1,4 @@
-"""Convolutional LSTM over time (sect. 3.1), resolution preserving, built on flax's cell."""
+"""Convolutional LSTM over time (sect. 3.1), resolution preserving."""
 
 from typing import Any, Tuple
 
@@ -6,11 +6,42 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vpn_jax.masked_conv import MaskedConv
+
 Carry = Tuple[jax.Array, jax.Array]  # (memory c, hidden h), each float32[B, H, W, features].
 
 
+class ConvLSTMCell(nn.Module):
+    """`flax.linen.ConvLSTMCell`'s equations and parameters, on `vpn_jax.conv.conv2d`.
+
+    gates = W_ih * x + W_hh * h (3x3, 4 * features outputs, both with a bias), split as
+    (i, g, f, o); c' = sigmoid(f + 1) c + sigmoid(i) tanh(g); h' = sigmoid(o) tanh(c'). Flax's
+    cell builds its convolutions itself, so it cannot use the convolution whose kernel gradient
+    is fast on the CPU; this one can, and has the same parameter tree ('ih' and 'hh', each with
+    'kernel' and 'bias'): `tests/test_model.py` checks that both give the same outputs.
+
+    Attributes:
+      features: hidden channels.
+      dtype: computation dtype.
+    """
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, carry: Carry, inputs: jax.Array) -> Tuple[Carry, jax.Array]:
+        """carry: (c, h) float[B, H, W, features]; inputs float[B, H, W, Cin]."""
+        c, h = carry
+        conv = lambda name: MaskedConv(
+            4 * self.features, kernel_size=3, dtype=self.dtype, name=name)
+        gates = conv('ih')(inputs) + conv('hh')(h)
+        i, g, f, o = jnp.split(gates, 4, axis=-1)
+        new_c = nn.sigmoid(f + 1) * c + nn.sigmoid(i) * jnp.tanh(g)
+        new_h = nn.sigmoid(o) * jnp.tanh(new_c)
+        return (new_c, new_h), new_h
+
+
 class ConvLSTM(nn.Module):
-    """`flax.linen.ConvLSTMCell` with 3x3 kernels, scanned over the time axis.
+    """A `ConvLSTMCell` with 3x3 kernels, scanned over the time axis.
 
     `step` advances one frame, so a sampler can carry the state instead of re-running the
     sequence; `__call__` scans `step` over a whole sequence with shared parameters.
@@ -23,7 +54,7 @@ class ConvLSTM(nn.Module):
     dtype: Any = jnp.float32
 
     def setup(self):
-        self.cell = nn.ConvLSTMCell(self.features, kernel_size=(3, 3), dtype=self.dtype)
+        self.cell = ConvLSTMCell(self.features, dtype=self.dtype)
 
     def initial_carry(self, batch_size: int, height: int, width: int) -> Carry:
         """Zero state: two float32[B, H, W, features]."""

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vpn_jax.conv import conv2d
+
 
 def channel_groups(num_channels: int, num_groups: int) -> np.ndarray:
     """Colour group of each channel: contiguous, near-equal blocks; int[num_channels].
@@ -95,12 +97,7 @@ class MaskedConv(nn.Module):
                 self.mask_type)
             kernel = kernel * mask
         bias = self.param('bias', nn.initializers.zeros_init(), (out_features, ), jnp.float32)
-        y = jax.lax.conv_general_dilated(x.astype(self.dtype),
-                                         kernel.astype(self.dtype),
-                                         window_strides=(1, 1),
-                                         padding='SAME',
-                                         rhs_dilation=(self.dilation, self.dilation),
-                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.dilation)
         y = y + bias.astype(self.dtype)
         if cond is not None:
             y = y + nn.Dense(out_features, dtype=self.dtype, name='cond')(cond)[:, None, None, :]

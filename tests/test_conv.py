@@ -1,0 +1,56 @@
+"""`vpn_jax.conv.conv2d`: lax's convolution, with a hand-written gradient that must equal lax's."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vpn_jax.conv import conv2d
+
+
+def lax_conv(x, kernel, dilation):
+    return jax.lax.conv_general_dilated(x,
+                                        kernel,
+                                        window_strides=(1, 1),
+                                        padding='SAME',
+                                        rhs_dilation=(dilation, dilation),
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@pytest.mark.parametrize('k,dilation', [(1, 1), (3, 1), (3, 2), (3, 4), (7, 1)])
+def test_value_and_gradients_equal_lax(k, dilation):
+    rng = np.random.default_rng(k * 10 + dilation)
+    x = jnp.asarray(rng.standard_normal((2, 9, 7, 5)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((k, k, 5, 6)), jnp.float32)
+    cotangent = jnp.asarray(rng.standard_normal((2, 9, 7, 6)), jnp.float32)
+    ours, ours_vjp = jax.vjp(lambda a, b: conv2d(a, b, dilation), x, kernel)
+    want, want_vjp = jax.vjp(lambda a, b: lax_conv(a, b, dilation), x, kernel)
+    np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
+    for got, expected in zip(ours_vjp(cotangent), want_vjp(cotangent)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_gradients_keep_dtypes():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((1, 6, 6, 4)), jnp.bfloat16)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 4, 8)), jnp.bfloat16)
+    dx, dk = jax.grad(lambda a, b: conv2d(a, b, 2).astype(jnp.float32).sum(), (0, 1))(x, kernel)
+    assert dx.dtype == jnp.bfloat16 and dk.dtype == jnp.bfloat16
+    want = jax.grad(lambda b: lax_conv(x.astype(jnp.float32), b, 2).sum())(kernel.astype(
+        jnp.float32))
+    np.testing.assert_allclose(dk.astype(jnp.float32), want, rtol=0.05, atol=0.3)
+
+
+def test_cpu_kernel_gradient_is_matmuls_not_a_convolution():
+    """On the CPU the backward pass has one convolution (the input gradient), not two."""
+    x = jnp.ones((1, 8, 8, 4))
+    kernel = jnp.ones((3, 3, 4, 4))
+    grad = jax.jit(jax.grad(lambda a, b: conv2d(a, b, 1).sum(), (0, 1)))
+    hlo = grad.lower(x, kernel).compile().as_text()
+    assert jax.default_backend() == 'cpu'
+    assert hlo.count('convolution(') == 1, hlo
+
+
+def test_even_kernel_is_rejected():
+    with pytest.raises(ValueError, match='odd size'):
+        conv2d(jnp.ones((1, 4, 4, 1)), jnp.ones((2, 2, 1, 1)), 1)

@@ -1,0 +1,119 @@
+"""The one convolution every layer uses: 2-D, stride 1, 'SAME', optionally dilated.
+
+Its value is `lax.conv_general_dilated`'s. Its gradient is computed by hand (a `custom_vjp`)
+because XLA:CPU's kernel-gradient convolutions are slow: at paper size (4x64x64, c=128) they run
+at 18-21% of a plain matmul's FLOP/s for the 3x3 MU gates and at 3% for the 1x1s, against
+85-98% for the forward convolution (`python benchmarks/conv_gradients.py`). On the CPU the
+kernel gradient is therefore one matmul per kernel tap,
+
+    dK[i, j] = sum over n, y, x of  X_pad[n, y + d i, x + d j, :]^T  dY[n, y, x, :],
+
+i.e. `k * k` matmuls of shape (Cin, N*H*W) @ (N*H*W, Cout), and a 1x1 convolution is a matmul in
+both directions. On other platforms (GPU, TPU) `lax.platform_dependent` keeps XLA's own kernel
+gradient, which cuDNN and the TPU compiler do well. The input gradient is the usual convolution
+of dY with the flipped, transposed kernel on every platform.
+
+Tested against `jax.vjp` of `lax.conv_general_dilated` (`tests/test_conv.py`).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _xla_conv(x: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
+    return jax.lax.conv_general_dilated(x,
+                                        kernel,
+                                        window_strides=(1, 1),
+                                        padding='SAME',
+                                        rhs_dilation=(dilation, dilation),
+                                        dimension_numbers=_DIMENSIONS)
+
+
+def _pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 1x1 convolution as a matmul: float[N, H, W, Cin], float[1, 1, Cin, Cout]."""
+    return jnp.einsum('nhwc,cd->nhwd', x, kernel[0, 0])
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, dilation: int = 1) -> jax.Array:
+    """Resolution-preserving convolution: x float[N, H, W, Cin], kernel float[k, k, Cin, Cout].
+
+    k must be odd; zero padding of `dilation * (k // 2)` on each side keeps H and W. Returns
+    float[N, H, W, Cout] in the common dtype of `x` and `kernel` (cast them first).
+    """
+    if kernel.shape[0] % 2 != 1 or kernel.shape[0] != kernel.shape[1]:
+        raise ValueError(f'conv2d needs a square kernel of odd size; got {kernel.shape[:2]}.')
+    # Inside `shard_map` an operand may vary over a mesh axis while the other does not (the
+    # ConvLSTM's zero state meets per-device parameters). A custom_vjp must return cotangents
+    # typed like its inputs, so both are made varying over the same axes first; JAX transposes
+    # that cast (a psum) where it is needed.
+    axes = _varying_axes(x) | _varying_axes(kernel)
+    x, kernel = (_vary(a, axes) for a in (x, kernel))
+    return _conv2d(x, kernel, dilation)
+
+
+def _varying_axes(a: jax.Array) -> frozenset:
+    """Mesh axes over which `a` varies inside shard_map (empty outside)."""
+    aval = jax.typeof(a)
+    if hasattr(aval, 'manual_axis_type'):  # JAX >= 0.9.
+        return aval.manual_axis_type.varying
+    return getattr(aval, 'vma', frozenset())
+
+
+def _vary(a: jax.Array, axes: frozenset) -> jax.Array:
+    missing = tuple(sorted(axes - _varying_axes(a)))
+    return jax.lax.pcast(a, missing, to='varying') if missing else a
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, ))
+def _conv2d(x: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
+    if kernel.shape[0] == 1 and kernel.shape[1] == 1:
+        return _pointwise(x, kernel)
+    return _xla_conv(x, kernel, dilation)
+
+
+def _conv2d_fwd(x, kernel, dilation):
+    return _conv2d(x, kernel, dilation), (x, kernel)
+
+
+def _kernel_grad_taps(x: jax.Array, g: jax.Array, kernel_shape, dilation: int) -> jax.Array:
+    """dK as one (Cin, N*H*W) @ (N*H*W, Cout) matmul per tap; float[k, k, Cin, Cout]."""
+    k = kernel_shape[0]
+    pad = dilation * (k // 2)
+    _, h, w, _ = x.shape
+    padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    taps = [
+        jnp.einsum('nhwc,nhwd->cd', padded[:, i * dilation:i * dilation + h,
+                                           j * dilation:j * dilation + w], g) for i in range(k)
+        for j in range(k)
+    ]
+    return jnp.stack(taps).reshape(kernel_shape)
+
+
+def _kernel_grad_xla(x: jax.Array, g: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
+    return jax.vjp(lambda kk: _xla_conv(x, kk, dilation), kernel)[1](g)[0]
+
+
+def _conv2d_bwd(dilation, residuals, g):
+    x, kernel = residuals
+    g = g.astype(x.dtype)
+    if kernel.shape[0] == 1 and kernel.shape[1] == 1:
+        dx = jnp.einsum('nhwd,cd->nhwc', g, kernel[0, 0])
+        dk = jnp.einsum('nhwc,nhwd->cd', x, g)[None, None]
+        return dx, dk.astype(kernel.dtype)
+    # Input gradient: correlate dY with the kernel flipped in space, Cin and Cout swapped. With
+    # odd k and symmetric padding this is again a 'SAME' convolution.
+    dx = _xla_conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3), dilation)
+    dk = jax.lax.platform_dependent(
+        x,
+        g,
+        kernel,
+        cpu=lambda x, g, kernel: _kernel_grad_taps(x, g, kernel.shape, dilation),
+        default=lambda x, g, kernel: _kernel_grad_xla(x, g, kernel, dilation))
+    return dx, dk.astype(kernel.dtype)
+
+
+_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
