@@ -68,6 +68,15 @@ def _vary(a: jax.Array, axes: frozenset) -> jax.Array:
     return jax.lax.pcast(a, missing, to='varying') if missing else a
 
 
+def vary_like(tree, like: jax.Array):
+    """`tree`'s arrays, made to vary over the shard_map mesh axes `like` varies over.
+
+    E.g. a scan's zero initial carry, which must have the type of the carry the body returns.
+    The identity outside shard_map.
+    """
+    return jax.tree_util.tree_map(lambda a: _vary(a, _varying_axes(like)), tree)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, ))
 def _conv2d(x: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
     if kernel.shape[0] == 1 and kernel.shape[1] == 1:

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vpn_jax import conv
 from vpn_jax.masked_conv import MaskedConv
 
 Carry = Tuple[jax.Array, jax.Array]  # (memory c, hidden h), each float32[B, H, W, features].
@@ -31,9 +32,9 @@ class ConvLSTMCell(nn.Module):
     def __call__(self, carry: Carry, inputs: jax.Array) -> Tuple[Carry, jax.Array]:
         """carry: (c, h) float[B, H, W, features]; inputs float[B, H, W, Cin]."""
         c, h = carry
-        conv = lambda name: MaskedConv(
+        gate_conv = lambda name: MaskedConv(
             4 * self.features, kernel_size=3, dtype=self.dtype, name=name)
-        gates = conv('ih')(inputs) + conv('hh')(h)
+        gates = gate_conv('ih')(inputs) + gate_conv('hh')(h)
         i, g, f, o = jnp.split(gates, 4, axis=-1)
         new_c = nn.sigmoid(f + 1) * c + nn.sigmoid(i) * jnp.tanh(g)
         new_h = nn.sigmoid(o) * jnp.tanh(new_c)
@@ -75,5 +76,7 @@ class ConvLSTM(nn.Module):
                        split_rngs={'params': False},
                        in_axes=1,
                        out_axes=1)
-        _, outputs = scan(self, self.initial_carry(b, height, width), inputs)
+        # Under shard_map the zero state must vary over the mesh like the inputs do.
+        carry = conv.vary_like(self.initial_carry(b, height, width), inputs)
+        _, outputs = scan(self, carry, inputs)
         return outputs

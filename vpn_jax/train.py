@@ -87,9 +87,10 @@ def _predicted_log_likelihood(module: VideoPixelNetwork, video, actions, states,
     b, t, h, w, _ = video.shape
     cond = module.conditioning(t, actions, states)
     encoded = module.encode(video[:, :-1], None if cond is None else cond[:, :-1])
-    # The ConvLSTM unrolled in Python (the same parameters as `module.contexts`, which scans):
-    # on XLA:CPU the kernel gradients of convolutions inside a while loop are ~25x slower than
-    # unrolled (measured: 4.5 s vs 0.18 s for 6 steps at 64x64), and the sequences are short.
+    # The ConvLSTM unrolled in Python (the same parameters as `module.contexts`, which scans).
+    # XLA's cost analysis counts a while loop's body once, so unrolled, the train step's FLOPs
+    # are counted right (benchmarks/train_throughput.py). With vpn_jax.conv's matmul kernel
+    # gradients the scan is no longer slower (XLA's own were ~25x slower inside a while loop).
     carry = module.initial_carry(b, h, w)
     contexts = []
     for i in range(t - 1):
