@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vpn_jax.conv import conv2d
+from vpn_jax.masked_conv import causal_mask, channel_groups
 
 
 def lax_conv(x, kernel, dilation):
@@ -28,6 +29,24 @@ def test_value_and_gradients_equal_lax(k, dilation):
     np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
     for got, expected in zip(ours_vjp(cotangent), want_vjp(cotangent)):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('k,mask_type', [(3, 'B'), (7, 'A')])
+def test_masked_kernel_gradient_skips_dead_taps_exactly(k, mask_type):
+    """With a causal mask, the gradient w.r.t. the unmasked parameters equals lax's."""
+    rng = np.random.default_rng(k)
+    groups = channel_groups(6, 3)
+    mask = causal_mask(k, groups, groups, mask_type)
+    live = tuple(zip(*np.nonzero(mask.any(axis=(2, 3)))))
+    assert len(live) == (k * k) // 2 + 1  # Rows above, left of centre, and the centre.
+    x = jnp.asarray(rng.standard_normal((2, 8, 8, 6)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((k, k, 6, 6)), jnp.float32)
+    loss = lambda conv: lambda w: jnp.sum(jnp.sin(conv(x, w * mask)))
+    got = jax.grad(loss(lambda a, w: conv2d(a, w, 1, live)))(kernel)
+    want = jax.grad(loss(lambda a, w: lax_conv(a, w, 1)))(kernel)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match='outside'):
+        conv2d(x, kernel, 1, ((k, 0), ))
 
 
 def test_bfloat16_gradients_keep_dtypes():

@@ -17,6 +17,7 @@ Tested against `jax.vjp` of `lax.conv_general_dilated` (`tests/test_conv.py`).
 """
 
 import functools
+from typing import Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +39,19 @@ def _pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jnp.einsum('nhwc,cd->nhwd', x, kernel[0, 0])
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, dilation: int = 1) -> jax.Array:
+def conv2d(x: jax.Array,
+           kernel: jax.Array,
+           dilation: int = 1,
+           live_taps: Optional[Tuple[Tuple[int, int], ...]] = None) -> jax.Array:
     """Resolution-preserving convolution: x float[N, H, W, Cin], kernel float[k, k, Cin, Cout].
 
     k must be odd; zero padding of `dilation * (k // 2)` on each side keeps H and W. Returns
     float[N, H, W, Cout] in the common dtype of `x` and `kernel` (cast them first).
+
+    `live_taps`, if given, lists the kernel positions (i, j) that the caller's mask can leave
+    non-zero; the kernel gradient is computed only there and reported as zero elsewhere, which is
+    exact for a kernel that is multiplied by that mask (a PixelCNN mask kills 4 of 9 taps of a 3x3
+    kernel and 24 of 49 of a 7x7).
     """
     if kernel.shape[0] % 2 != 1 or kernel.shape[0] != kernel.shape[1]:
         raise ValueError(f'conv2d needs a square kernel of odd size; got {kernel.shape[:2]}.')
@@ -52,7 +61,12 @@ def conv2d(x: jax.Array, kernel: jax.Array, dilation: int = 1) -> jax.Array:
     # that cast (a psum) where it is needed.
     axes = _varying_axes(x) | _varying_axes(kernel)
     x, kernel = (_vary(a, axes) for a in (x, kernel))
-    return _conv2d(x, kernel, dilation)
+    k = kernel.shape[0]
+    all_taps = tuple((i, j) for i in range(k) for j in range(k))
+    live_taps = all_taps if live_taps is None else tuple(sorted(map(tuple, live_taps)))
+    if not set(live_taps) <= set(all_taps):
+        raise ValueError(f'live_taps {live_taps} lie outside the {k}x{k} kernel.')
+    return _conv2d(x, kernel, dilation, live_taps)
 
 
 def _varying_axes(a: jax.Array) -> frozenset:
@@ -77,27 +91,30 @@ def vary_like(tree, like: jax.Array):
     return jax.tree_util.tree_map(lambda a: _vary(a, _varying_axes(like)), tree)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, ))
-def _conv2d(x: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv2d(x: jax.Array, kernel: jax.Array, dilation: int, live_taps) -> jax.Array:
+    del live_taps  # Used by the backward pass only.
     if kernel.shape[0] == 1 and kernel.shape[1] == 1:
         return _pointwise(x, kernel)
     return _xla_conv(x, kernel, dilation)
 
 
-def _conv2d_fwd(x, kernel, dilation):
-    return _conv2d(x, kernel, dilation), (x, kernel)
+def _conv2d_fwd(x, kernel, dilation, live_taps):
+    return _conv2d(x, kernel, dilation, live_taps), (x, kernel)
 
 
-def _kernel_grad_taps(x: jax.Array, g: jax.Array, kernel_shape, dilation: int) -> jax.Array:
-    """dK as one (Cin, N*H*W) @ (N*H*W, Cout) matmul per tap; float[k, k, Cin, Cout]."""
+def _kernel_grad_taps(x: jax.Array, g: jax.Array, kernel_shape, dilation: int,
+                      live_taps) -> jax.Array:
+    """dK as one (Cin, N*H*W) @ (N*H*W, Cout) matmul per live tap; float[k, k, Cin, Cout]."""
     k = kernel_shape[0]
     pad = dilation * (k // 2)
     _, h, w, _ = x.shape
     padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    zero = jnp.zeros(kernel_shape[2:], g.dtype)
     taps = [
         jnp.einsum('nhwc,nhwd->cd', padded[:, i * dilation:i * dilation + h,
-                                           j * dilation:j * dilation + w], g) for i in range(k)
-        for j in range(k)
+                                           j * dilation:j * dilation + w], g) if
+        (i, j) in live_taps else zero for i in range(k) for j in range(k)
     ]
     return jnp.stack(taps).reshape(kernel_shape)
 
@@ -106,7 +123,7 @@ def _kernel_grad_xla(x: jax.Array, g: jax.Array, kernel: jax.Array, dilation: in
     return jax.vjp(lambda kk: _xla_conv(x, kk, dilation), kernel)[1](g)[0]
 
 
-def _conv2d_bwd(dilation, residuals, g):
+def _conv2d_bwd(dilation, live_taps, residuals, g):
     x, kernel = residuals
     g = g.astype(x.dtype)
     if kernel.shape[0] == 1 and kernel.shape[1] == 1:
@@ -120,7 +137,7 @@ def _conv2d_bwd(dilation, residuals, g):
         x,
         g,
         kernel,
-        cpu=lambda x, g, kernel: _kernel_grad_taps(x, g, kernel.shape, dilation),
+        cpu=lambda x, g, kernel: _kernel_grad_taps(x, g, kernel.shape, dilation, live_taps),
         default=lambda x, g, kernel: _kernel_grad_xla(x, g, kernel, dilation))
     return dx, dk.astype(kernel.dtype)
 

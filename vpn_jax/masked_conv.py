@@ -96,8 +96,12 @@ class MaskedConv(nn.Module):
                 np.tile(channel_groups(self.features, self.num_colors), self.num_blocks),
                 self.mask_type)
             kernel = kernel * mask
+            # Taps the mask zeroes entirely need no kernel gradient (vpn_jax.conv).
+            live_taps = tuple(zip(*np.nonzero(mask.any(axis=(2, 3)))))
+        else:
+            live_taps = None
         bias = self.param('bias', nn.initializers.zeros_init(), (out_features, ), jnp.float32)
-        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.dilation)
+        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.dilation, live_taps)
         y = y + bias.astype(self.dtype)
         if cond is not None:
             y = y + nn.Dense(out_features, dtype=self.dtype, name='cond')(cond)[:, None, None, :]
