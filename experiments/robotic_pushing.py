@@ -74,6 +74,10 @@ def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
     # PushSim (data.name='push_sim'): seeds and sizes of the train, validation and test splits.
     config.data.sim_seeds = (0, 1, 2)
     config.data.sim_sizes = (2000, 64, 256)
+    # PushSim: probability per step that the commanded displacement is redrawn, and the area
+    # downsampling of its 64x64 frames (1, 2 or 4).
+    config.data.sim_turn_probability = 0.3
+    config.data.sim_downsample = 1
     # Ablation: give each sequence another sequence's actions (train and eval).
     config.data.shuffle_actions = False
 

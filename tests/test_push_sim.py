@@ -78,3 +78,29 @@ def test_source_feeds_the_pipeline():
     assert batch['actions'].shape == (4, 12, 2) and batch['states'].shape == (4, 12, 2)
     batch = next(pushing.eval_batches(source, batch_size=4))
     assert batch['video'].shape == (4, 20, 64, 64, 3)
+
+
+def test_downsampled_frames_are_block_means_of_the_full_frames():
+    full = push_sim.generate(1, 2, push_sim.PushSimConfig(num_frames=5, turn_probability=1.0))
+    for factor in (2, 4):
+        small = push_sim.generate(
+            1, 2, push_sim.PushSimConfig(num_frames=5, turn_probability=1.0, downsample=factor))
+        size = 64 // factor
+        assert small['video'].shape == (5, size, size, 3) and small['video'].dtype == np.uint8
+        means = full['video'].reshape(5, size, factor, size, factor, 3).mean(axis=(2, 4))
+        assert np.abs(small['video'] - means).max() <= 0.5
+        np.testing.assert_array_equal(small['action'], full['action'])
+        np.testing.assert_array_equal(small['state'], full['state'])
+    with np.testing.assert_raises(ValueError):
+        push_sim.PushSimConfig(downsample=3)
+
+
+def test_turn_probability_one_redraws_every_command():
+    config = push_sim.PushSimConfig(num_frames=20, turn_probability=1.0)
+    kept = total = 0
+    for i in range(20):
+        actions = push_sim.generate(0, i, config)['action']
+        kept += np.all(actions[1:] == actions[:-1], axis=1).sum()
+        total += len(actions) - 1
+    # A redrawn command repeats the last one only by chance (1 in 81 for 9 x 9 commands).
+    assert kept / total < 0.05

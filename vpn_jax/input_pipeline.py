@@ -100,8 +100,10 @@ def _sim_source(config: ml_collections.ConfigDict, which: str) -> push_sim.PushS
     seeds = dict(zip(('train', 'validation', 'test'), config.data.sim_seeds))
     sizes = dict(zip(('train', 'validation', 'test'), config.data.sim_sizes))
     num_frames = max(config.data.num_frames, config.data.eval_num_frames)
-    return push_sim.PushSimSource(seeds[which], sizes[which],
-                                  push_sim.PushSimConfig(num_frames=num_frames))
+    sim = push_sim.PushSimConfig(num_frames=num_frames,
+                                 turn_probability=config.data.get('sim_turn_probability', 0.3),
+                                 downsample=config.data.get('sim_downsample', 1))
+    return push_sim.PushSimSource(seeds[which], sizes[which], sim)
 
 
 def eval_split(config: ml_collections.ConfigDict, which: str) -> tuple:

@@ -9,7 +9,7 @@ the gripper is commanded to move by an integer displacement; it pushes every blo
 
 Per sequence (T = 20 frames by default):
 
-    video:  uint8[T, 64, 64, 3]
+    video:  uint8[T, S, S, 3]      S = 64 // config.downsample (64 by default)
     action: float32[T, 2]  commanded displacement (dy, dx) in pixels / ACTION_SCALE from frame t to
                            frame t + 1 (the last action is commanded but its result is not shown)
     state:  float32[T, 2]  gripper top-left (y, x) in frame t, divided by 64
@@ -44,6 +44,15 @@ class PushSimConfig:
     # Probability per step that the commanded displacement is redrawn (else it is kept; it is
     # always redrawn after a step in which the gripper was blocked).
     turn_probability: float = 0.3
+    # Area downsampling of the rendered 64x64 frames by this factor (1, 2 or 4; 64 // factor
+    # pixels a side). Smaller frames keep the whole scene, and the gripper, in view of a model
+    # small enough to train on a CPU.
+    downsample: int = 1
+
+    def __post_init__(self):
+        if self.downsample not in (1, 2, 4):
+            raise ValueError(f'downsample must be 1, 2 or 4 (frames of 64, 32 or 16 pixels); '
+                             f'got {self.downsample}.')
 
 
 def _overlap(a: Tuple[int, int, int], b: Tuple[int, int, int]) -> bool:
@@ -115,7 +124,7 @@ def generate(seed: int, index: int,
     """Sequence number `index` of the stream `seed` (a pure function of both).
 
     Returns:
-      video uint8[T, 64, 64, 3], action float32[T, 2], state float32[T, 2] (see module doc).
+      video uint8[T, S, S, 3], action float32[T, 2], state float32[T, 2] (see module doc).
     """
     rng = np.random.default_rng([seed, index])
     background = _background(rng)
@@ -143,7 +152,17 @@ def generate(seed: int, index: int,
         target = [gripper[0] + int(command[0]), gripper[1] + int(command[1])]
         _move(gripper, blocks, int(command[0]), int(command[1]))
         blocked = gripper != target  # A blocked gripper is given a new command.
-    return {'video': np.stack(frames), 'action': np.stack(actions), 'state': np.stack(states)}
+    video = np.stack(frames)
+    if config.downsample > 1:
+        video = _area_downsample(video, config.downsample)
+    return {'video': video, 'action': np.stack(actions), 'state': np.stack(states)}
+
+
+def _area_downsample(video: np.ndarray, factor: int) -> np.ndarray:
+    """uint8[T, H, W, C] -> uint8[T, H / factor, W / factor, C], mean of each block, rounded."""
+    t, h, w, c = video.shape
+    blocks = video.reshape(t, h // factor, factor, w // factor, factor, c).astype(np.float32)
+    return np.rint(blocks.mean(axis=(2, 4))).astype(np.uint8)
 
 
 @dataclasses.dataclass(frozen=True)
