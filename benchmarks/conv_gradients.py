@@ -41,15 +41,6 @@ def best_time(f, *args, repeats: int = 3) -> float:
     return best
 
 
-def lax_conv(x, kernel, dilation):
-    return jax.lax.conv_general_dilated(x,
-                                        kernel,
-                                        window_strides=(1, 1),
-                                        padding='SAME',
-                                        rhs_dilation=(dilation, dilation),
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
 def main(argv):
     del argv
     rng = np.random.default_rng(0)
@@ -65,13 +56,13 @@ def main(argv):
         g = jnp.asarray(rng.standard_normal((n, s, s, cout)), jnp.float32)
         flops = 2 * n * s * s * k * k * cin * cout
         passes = {
-            'forward (lax)': (jax.jit(lambda x, w, d=d: lax_conv(x, w, d)), (x, kernel)),
+            'forward (lax)': (jax.jit(lambda x, w, d=d: conv.xla_conv2d(x, w, d)), (x, kernel)),
             'forward (conv2d)': (jax.jit(lambda x, w, d=d: conv.conv2d(x, w, d)), (x, kernel)),
             'input grad (lax)':
-            (jax.jit(lambda x, w, g, d=d: jax.vjp(lambda y: lax_conv(y, w, d), x)[1](g)[0]),
+            (jax.jit(lambda x, w, g, d=d: jax.vjp(lambda y: conv.xla_conv2d(y, w, d), x)[1](g)[0]),
              (x, kernel, g)),
             'kernel grad (lax)':
-            (jax.jit(lambda x, w, g, d=d: jax.vjp(lambda v: lax_conv(x, v, d), w)[1](g)[0]),
+            (jax.jit(lambda x, w, g, d=d: jax.vjp(lambda v: conv.xla_conv2d(x, v, d), w)[1](g)[0]),
              (x, kernel, g)),
             'kernel grad (conv2d)':
             (jax.jit(lambda x, w, g, d=d: jax.vjp(lambda v: conv.conv2d(x, v, d), w)[1](g)[0]),

@@ -5,17 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vpn_jax.conv import conv2d
+from vpn_jax.conv import conv2d, xla_conv2d as lax_conv
 from vpn_jax.masked_conv import causal_mask, channel_groups
-
-
-def lax_conv(x, kernel, dilation):
-    return jax.lax.conv_general_dilated(x,
-                                        kernel,
-                                        window_strides=(1, 1),
-                                        padding='SAME',
-                                        rhs_dilation=(dilation, dilation),
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 @pytest.mark.parametrize('k,dilation', [(1, 1), (3, 1), (3, 2), (3, 4), (7, 1)])

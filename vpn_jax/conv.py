@@ -25,7 +25,8 @@ import jax.numpy as jnp
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 
 
-def _xla_conv(x: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
+def xla_conv2d(x: jax.Array, kernel: jax.Array, dilation: int = 1) -> jax.Array:
+    """`conv2d`'s value with XLA's own gradients (the reference the tests and benchmarks use)."""
     return jax.lax.conv_general_dilated(x,
                                         kernel,
                                         window_strides=(1, 1),
@@ -96,7 +97,7 @@ def _conv2d(x: jax.Array, kernel: jax.Array, dilation: int, live_taps) -> jax.Ar
     del live_taps  # Used by the backward pass only.
     if kernel.shape[0] == 1 and kernel.shape[1] == 1:
         return _pointwise(x, kernel)
-    return _xla_conv(x, kernel, dilation)
+    return xla_conv2d(x, kernel, dilation)
 
 
 def _conv2d_fwd(x, kernel, dilation, live_taps):
@@ -120,7 +121,7 @@ def _kernel_grad_taps(x: jax.Array, g: jax.Array, kernel_shape, dilation: int,
 
 
 def _kernel_grad_xla(x: jax.Array, g: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
-    return jax.vjp(lambda kk: _xla_conv(x, kk, dilation), kernel)[1](g)[0]
+    return jax.vjp(lambda kk: xla_conv2d(x, kk, dilation), kernel)[1](g)[0]
 
 
 def _conv2d_bwd(dilation, live_taps, residuals, g):
@@ -132,7 +133,7 @@ def _conv2d_bwd(dilation, live_taps, residuals, g):
         return dx, dk.astype(kernel.dtype)
     # Input gradient: correlate dY with the kernel flipped in space, Cin and Cout swapped. With
     # odd k and symmetric padding this is again a 'SAME' convolution.
-    dx = _xla_conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3), dilation)
+    dx = xla_conv2d(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3), dilation)
     dk = jax.lax.platform_dependent(
         x,
         g,
