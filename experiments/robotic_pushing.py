@@ -78,6 +78,8 @@ def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
     # downsampling of its 64x64 frames (1, 2 or 4).
     config.data.sim_turn_probability = 0.3
     config.data.sim_downsample = 1
+    # PushSim: a random floor colour per sequence (True) or one grey floor for all (False).
+    config.data.sim_random_floor = True
     # Ablation: give each sequence another sequence's actions (train and eval).
     config.data.shuffle_actions = False
 

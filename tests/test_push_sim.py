@@ -104,3 +104,18 @@ def test_turn_probability_one_redraws_every_command():
         total += len(actions) - 1
     # A redrawn command repeats the last one only by chance (1 in 81 for 9 x 9 commands).
     assert kept / total < 0.05
+
+
+def test_fixed_floor_changes_only_the_floor():
+    random = push_sim.generate(3, 4, push_sim.PushSimConfig(num_frames=6))
+    fixed = push_sim.generate(3, 4, push_sim.PushSimConfig(num_frames=6, random_floor=False))
+    np.testing.assert_array_equal(random['action'], fixed['action'])
+    np.testing.assert_array_equal(random['state'], fixed['state'])
+    differs = (random['video'] != fixed['video']).any(axis=-1)
+    assert differs.any()
+    # The moving squares are drawn over the floor, so they match wherever the floor is hidden.
+    np.testing.assert_array_equal(differs[:, :push_sim.WALL], False)  # The wall is shared.
+    # Two sequences share the fixed floor: their first frames agree away from gripper and blocks.
+    other = push_sim.generate(3, 5, push_sim.PushSimConfig(num_frames=1, random_floor=False))
+    floor_only = (fixed['video'][0] == other['video'][0]).all(-1)
+    assert floor_only.mean() > 0.8

@@ -102,7 +102,8 @@ def _sim_source(config: ml_collections.ConfigDict, which: str) -> push_sim.PushS
     num_frames = max(config.data.num_frames, config.data.eval_num_frames)
     sim = push_sim.PushSimConfig(num_frames=num_frames,
                                  turn_probability=config.data.get('sim_turn_probability', 0.3),
-                                 downsample=config.data.get('sim_downsample', 1))
+                                 downsample=config.data.get('sim_downsample', 1),
+                                 random_floor=config.data.get('sim_random_floor', True))
     return push_sim.PushSimSource(seeds[which], sizes[which], sim)
 
 

@@ -48,6 +48,10 @@ class PushSimConfig:
     # pixels a side). Smaller frames keep the whole scene, and the gripper, in view of a model
     # small enough to train on a CPU.
     downsample: int = 1
+    # Each sequence draws its floor colour (True), or all share one grey floor (False). A fixed
+    # floor makes the static pixels easy to predict, so that the NLL a model can still lose is
+    # mostly in the pixels the gripper changes, the ones the actions determine.
+    random_floor: bool = True
 
     def __post_init__(self):
         if self.downsample not in (1, 2, 4):
@@ -97,8 +101,10 @@ def _move(gripper: List[int], blocks: List[List[int]], dy: int, dx: int) -> None
                 break
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-    floor = rng.integers(150, 200, size=3)
+def _background(rng: np.random.Generator, random_floor: bool) -> np.ndarray:
+    floor = rng.integers(150, 200, size=3)  # Drawn either way: the scene is otherwise the same.
+    if not random_floor:
+        floor = np.array([175, 175, 175])
     image = np.empty((SIZE, SIZE, 3), np.int32)
     image[:] = floor
     yy, xx = np.mgrid[:SIZE, :SIZE]
@@ -127,7 +133,7 @@ def generate(seed: int, index: int,
       video uint8[T, S, S, 3], action float32[T, 2], state float32[T, 2] (see module doc).
     """
     rng = np.random.default_rng([seed, index])
-    background = _background(rng)
+    background = _background(rng, config.random_floor)
     colours = BLOCK_COLOURS[rng.permutation(len(BLOCK_COLOURS))[:config.num_blocks]]
     # Non-overlapping start positions for the gripper and the blocks.
     squares: List[Tuple[int, int, int]] = []
