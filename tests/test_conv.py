@@ -22,8 +22,8 @@ def test_value_and_gradients_equal_lax(k, dilation):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('k,mask_type', [(3, 'B'), (7, 'A')])
-def test_masked_kernel_gradient_skips_dead_taps_exactly(k, mask_type):
+@pytest.mark.parametrize('k,mask_type,dilation', [(3, 'B', 1), (7, 'A', 1), (3, 'B', 2)])
+def test_masked_kernel_gradient_skips_dead_taps_exactly(k, mask_type, dilation):
     """With a causal mask, the gradient w.r.t. the unmasked parameters equals lax's."""
     rng = np.random.default_rng(k)
     groups = channel_groups(6, 3)
@@ -33,8 +33,8 @@ def test_masked_kernel_gradient_skips_dead_taps_exactly(k, mask_type):
     x = jnp.asarray(rng.standard_normal((2, 8, 8, 6)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((k, k, 6, 6)), jnp.float32)
     loss = lambda conv: lambda w: jnp.sum(jnp.sin(conv(x, w * mask)))
-    got = jax.grad(loss(lambda a, w: conv2d(a, w, 1, live)))(kernel)
-    want = jax.grad(loss(lambda a, w: lax_conv(a, w, 1)))(kernel)
+    got = jax.grad(loss(lambda a, w: conv2d(a, w, dilation, live)))(kernel)
+    want = jax.grad(loss(lambda a, w: lax_conv(a, w, dilation)))(kernel)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match='outside'):
         conv2d(x, kernel, 1, ((k, 0), ))

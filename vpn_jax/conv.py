@@ -107,17 +107,23 @@ def _conv2d_fwd(x, kernel, dilation, live_taps):
 
 def _kernel_grad_taps(x: jax.Array, g: jax.Array, kernel_shape, dilation: int,
                       live_taps) -> jax.Array:
-    """dK as one (Cin, N*H*W) @ (N*H*W, Cout) matmul per live tap; float[k, k, Cin, Cout]."""
+    """dK as one (Cin, N*H*W) @ (N*H*W, Cout) matmul per live tap; float[k, k, Cin, Cout].
+
+    Each tap's window is reshaped to a 2-D (N*H*W, Cin) matrix first: XLA:CPU contracts a single
+    dimension faster than the three (n, h, w) of the equivalent 4-D einsum.
+    """
     k = kernel_shape[0]
     pad = dilation * (k // 2)
-    _, h, w, _ = x.shape
+    n, h, w, cin = x.shape
     padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    g = g.reshape(n * h * w, g.shape[-1])
     zero = jnp.zeros(kernel_shape[2:], g.dtype)
-    taps = [
-        jnp.einsum('nhwc,nhwd->cd', padded[:, i * dilation:i * dilation + h,
-                                           j * dilation:j * dilation + w], g) if
-        (i, j) in live_taps else zero for i in range(k) for j in range(k)
-    ]
+
+    def tap(i, j):
+        window = padded[:, i * dilation:i * dilation + h, j * dilation:j * dilation + w]
+        return jnp.einsum('mc,md->cd', window.reshape(n * h * w, cin), g)
+
+    taps = [tap(i, j) if (i, j) in live_taps else zero for i in range(k) for j in range(k)]
     return jnp.stack(taps).reshape(kernel_shape)
 
 
@@ -130,7 +136,8 @@ def _conv2d_bwd(dilation, live_taps, residuals, g):
     g = g.astype(x.dtype)
     if kernel.shape[0] == 1 and kernel.shape[1] == 1:
         dx = jnp.einsum('nhwd,cd->nhwc', g, kernel[0, 0])
-        dk = jnp.einsum('nhwc,nhwd->cd', x, g)[None, None]
+        m = x.shape[0] * x.shape[1] * x.shape[2]
+        dk = jnp.einsum('mc,md->cd', x.reshape(m, -1), g.reshape(m, -1))[None, None]
         return dx, dk.astype(kernel.dtype)
     # Input gradient: correlate dY with the kernel flipped in space, Cin and Cout swapped. With
     # odd k and symmetric padding this is again a 'SAME' convolution.
