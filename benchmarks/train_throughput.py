@@ -3,18 +3,24 @@ r"""Train-step throughput: sequences/s, XLA's FLOPs per sequence, achieved FLOP/
     python benchmarks/train_throughput.py --cases=moving_mnist:cpu:4
     python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:1 --frames=4 \
         [--remat] [--dtype=bfloat16] [--steps=2]
+    # On a GPU (H100 SXM: 989.4 TFLOP/s dense bf16):
+    python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:16 \
+        --dtype=bfloat16 --matmul_size=8192 --peak_tflops=989.4 --steps=5
 
 Each case is EXPERIMENT:VARIANT:BATCH. For each it compiles the data-parallel train step of
-vpn_jax.train (all local devices), counts its FLOPs with XLA's cost analysis, times `--steps`
-steps after one warm-up step, and reports sequences/s and FLOP/s, the latter as a fraction of a
-2048x2048 float32 matmul's FLOP/s measured in the same process just before and after the case.
+vpn_jax.train (all local devices), counts its FLOPs with XLA's cost analysis (see `xla_flops`),
+times `--steps` steps after one warm-up step, and reports sequences/s and FLOP/s, the latter as a
+fraction of an n x n matmul's FLOP/s (n = `--matmul_size`, in the compute dtype) measured in the
+same process just before and after the case, and, given `--peak_tflops`, as MFU.
 Best against best: the fastest step against the faster of the two matmul measurements (each the
 best of 5), since other processes on a shared machine only ever slow a measurement down; a mean
 over a slowed matmul sample once turned 62% into 73%. `--frames` shortens the
 sequences (num_context becomes frames // 2) so that the paper-size model fits a 10-minute run on
 a 2-core CPU: the fraction of matmul FLOP/s hardly depends on it, FLOPs per sequence do.
+With `--remat` the count includes the recomputed forward passes (hardware FLOPs, not model FLOPs).
 """
 
+import os
 import time
 
 from absl import app
@@ -25,12 +31,22 @@ import numpy as np
 
 from vpn_jax import configs
 from vpn_jax import train
+from vpn_jax import xla_cpu
 
 _CASES = flags.DEFINE_list('cases', ['moving_mnist:cpu:4'], 'EXPERIMENT:VARIANT:BATCH, ...')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per case (after one warm-up step).')
 _FRAMES = flags.DEFINE_integer('frames', 0, 'Frames per sequence (0: the config\'s).')
 _REMAT = flags.DEFINE_bool('remat', False, 'Rematerialise residual blocks.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
+_CONCURRENCY = flags.DEFINE_bool(
+    'xla_cpu_concurrency_scheduler', False, 'XLA:CPU\'s concurrency-optimised scheduler (off '
+    'in vpn_jax.main; see vpn_jax/xla_cpu.py). An XLA_FLAGS setting of it wins.')
+_MATMUL_SIZE = flags.DEFINE_integer(
+    'matmul_size', 2048, 'n of the n x n reference matmul (in the compute dtype); use 8192 on a '
+    'GPU, where 2048 does not fill the chip.')
+_PEAK_TFLOPS = flags.DEFINE_float(
+    'peak_tflops', 0.0, 'The accelerator\'s datasheet peak in TFLOP/s (e.g. 989.4 for an H100 '
+    'SXM\'s dense bf16); when set, also prints MFU = achieved FLOP/s / peak.')
 
 
 def load_config(experiment: str, variant: str):
@@ -38,9 +54,9 @@ def load_config(experiment: str, variant: str):
     return configs.load_config(f'experiments/{experiment}.py:{variant}')
 
 
-def matmul_flops_per_second(n: int = 2048, repeats: int = 5) -> float:
-    """Best-of-`repeats` FLOP/s of an n x n float32 matmul."""
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+def matmul_flops_per_second(n: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
+    """Best-of-`repeats` FLOP/s of an n x n matmul in `dtype` (XLA's default precision)."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     best = float('inf')
@@ -49,6 +65,31 @@ def matmul_flops_per_second(n: int = 2048, repeats: int = 5) -> float:
         f(a).block_until_ready()
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
+
+
+def xla_flops(config, module, compiled) -> float:
+    """XLA's FLOP count of the train step.
+
+    On the CPU, the compiled module's count (as in every CPU figure in WORKSPACE.md). XLA:GPU's
+    compiled count leaves out the convolutions and matmuls it hands to cuDNN and cuBLAS (it
+    reported 18.8 GFLOP/sequence for a step that does over 10 TFLOP), and its count before
+    optimisation is not available, so on other platforms the same step is lowered for the host
+    CPU and XLA:CPU's count before optimisation is used (~2% below the compiled count: fusion
+    rewrites). That count has the CPU's masked kernel gradients, which skip the dead taps; cuDNN
+    computes those taps too, so the GPU does slightly more work than it is credited with.
+    """
+    if jax.devices()[0].platform == 'cpu':
+        cost = compiled.cost_analysis()
+    else:
+        cpu = jax.devices('cpu')[0]
+        mesh = train.make_mesh([cpu])
+        with jax.default_device(cpu):
+            state = train.create_train_state(config, module, jax.random.key(0))
+        state = train.replicate(state, mesh)
+        batch = train.shard_batch(synthetic_batch(config), mesh)
+        cost = train.make_train_step(config, module, mesh).lower(state, batch).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost['flops'])
 
 
 def synthetic_batch(config) -> dict:
@@ -82,10 +123,8 @@ def run_case(case: str) -> dict:
     start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost['flops'])
-    mm_before = matmul_flops_per_second()
+    flops = xla_flops(config, module, compiled)
+    mm_before = matmul_flops_per_second(_MATMUL_SIZE.value, _DTYPE.value)
     state, metrics = compiled(state, batch)  # Warm-up.
     jax.block_until_ready(metrics)
     step_times = []
@@ -96,7 +135,7 @@ def run_case(case: str) -> dict:
         step_times.append(time.perf_counter() - start)
     # Best against best: other processes on a shared machine only ever slow a measurement down.
     step_s = min(step_times)
-    mm_after = matmul_flops_per_second()
+    mm_after = matmul_flops_per_second(_MATMUL_SIZE.value, _DTYPE.value)
     matmul = max(mm_before, mm_after)
     return dict(case=case,
                 frames=config.data.num_frames,
@@ -114,18 +153,25 @@ def run_case(case: str) -> dict:
 
 def main(argv):
     del argv
-    print(f'{jax.device_count()} {jax.devices()[0].platform} device(s); dtype {_DTYPE.value}, '
-          f'remat {_REMAT.value}')
+    xla_cpu.configure_scheduler(_CONCURRENCY.value)
+    device = jax.devices()[0]
+    print(f'{jax.device_count()} {device.device_kind} ({device.platform}) device(s); '
+          f'dtype {_DTYPE.value}, remat {_REMAT.value}; XLA_FLAGS={os.environ.get("XLA_FLAGS")}')
     for case in _CASES.value:
         r = run_case(case)
+        mfu = ''
+        if _PEAK_TFLOPS.value:
+            mfu = (f'; MFU {100 * r["flops_per_s"] / (_PEAK_TFLOPS.value * 1e12):.1f}% of '
+                   f'{_PEAK_TFLOPS.value:g} TFLOP/s')
         print(
             f'{r["case"]} ({r["frames"]} frames, {r["params"]:,} params): compile '
             f'{r["compile_s"]:.1f} s, step {r["step_s"]:.2f} s (best; mean {r["mean_step_s"]:.2f}), '
             f'{r["sequences_per_s"]:.3f} '
             f'seq/s, {r["flops_per_sequence"] / 1e9:.1f} GFLOP/seq (XLA), '
             f'{r["flops_per_s"] / 1e9:.1f} GFLOP/s = {100 * r["fraction"]:.0f}% of the '
-            f'2048^2 fp32 matmul ({r["matmul_flops_per_s"] / 1e9:.0f} GFLOP/s; before/after '
-            f'{r["matmul_before_after"][0] / 1e9:.0f}/{r["matmul_before_after"][1] / 1e9:.0f})',
+            f'{_MATMUL_SIZE.value}^2 {_DTYPE.value} matmul ({r["matmul_flops_per_s"] / 1e9:.0f} '
+            f'GFLOP/s; before/after {r["matmul_before_after"][0] / 1e9:.0f}/'
+            f'{r["matmul_before_after"][1] / 1e9:.0f})' + mfu,
             flush=True)
 
 

@@ -24,6 +24,7 @@ from vpn_jax import checkpoint as ckpt
 from vpn_jax import input_pipeline
 from vpn_jax import metrics as metrics_lib
 from vpn_jax import train
+from vpn_jax import xla_cpu
 
 DATA_PARALLEL_SCRIPT = textwrap.dedent('''
     import json, sys
@@ -90,6 +91,64 @@ def test_data_parallel_step_equals_single_device(tmp_path):
                                                                   rel=1e-5)
     assert 'not divisible by the 4 devices' in out['indivisible']
     assert not os.path.exists(tmp_path / 'w' / 'checkpoints' / '0')
+
+
+SCHEDULER_SCRIPT = textwrap.dedent('''
+    import sys
+    import jax, numpy as np
+    sys.path.insert(0, 'tests')
+    from train_helpers import tiny_experiment
+    from vpn_jax import input_pipeline, train
+    config = tiny_experiment('moving_mnist', size=8)
+    module = train.build_module(config)
+    mesh = train.make_mesh(jax.devices()[:1])
+    state = train.replicate(train.create_train_state(config, module, jax.random.key(0)), mesh)
+    batch = train.shard_batch(
+        input_pipeline.train_batch(config, input_pipeline.train_source(config), 0), mesh)
+    step = train.make_train_step(config, module, mesh).lower(state, batch).compile()
+    for _ in range(2):
+        state, _ = step(state, batch)
+    leaves = jax.tree_util.tree_leaves(jax.device_get(state.params))
+    np.savez(sys.argv[1], *leaves)
+    # The scheduled program, to show that the flag reached XLA.
+    open(sys.argv[1] + '.hlo', 'w').write(step.as_text())
+''')
+
+
+def test_xla_cpu_scheduler_changes_order_not_results(tmp_path):
+    """Two train steps give the same parameters, bit for bit, with XLA:CPU's scheduler on or off.
+
+    XLA reads XLA_FLAGS once per process, so each setting runs in its own process.
+    """
+    environ = {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+    assert xla_cpu.configure_scheduler(environ=environ)
+    assert environ['XLA_FLAGS'] == ('--xla_force_host_platform_device_count=2 '
+                                    '--xla_cpu_enable_concurrency_optimized_scheduler=false')
+    assert not xla_cpu.configure_scheduler(True, environ=environ)  # A setting already there wins.
+    assert 'scheduler=false' in environ['XLA_FLAGS']
+
+    leaves = {}
+    for concurrent in (False, True):
+        env = dict(os.environ, JAX_PLATFORMS='cpu')
+        env.pop('XLA_FLAGS', None)
+        xla_cpu.configure_scheduler(concurrent, environ=env)
+        out = tmp_path / f'{concurrent}.npz'
+        proc = subprocess.run([sys.executable, '-c', SCHEDULER_SCRIPT,
+                               str(out)],
+                              cwd=ROOT,
+                              env=env,
+                              capture_output=True,
+                              text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with np.load(out) as f:
+            leaves[concurrent] = [f[k] for k in sorted(f.files, key=lambda k: int(k[4:]))]
+    # The flag did change the program XLA runs (the order of its operations) ...
+    assert (tmp_path / 'False.npz.hlo').read_text() != (tmp_path / 'True.npz.hlo').read_text()
+    # ... and not what it computes.
+    assert len(leaves[False]) == len(leaves[True]) > 0
+    for a, b in zip(leaves[False], leaves[True]):
+        np.testing.assert_array_equal(a, b)
 
 
 def _params(workdir):

@@ -24,6 +24,7 @@ import ml_collections
 from vpn_jax import checkpoint as ckpt
 from vpn_jax import input_pipeline
 from vpn_jax import train as train_lib
+from vpn_jax import xla_cpu
 
 # The paper's results (Tables 1-3), by dataset and variant.
 PAPER = {
@@ -186,6 +187,7 @@ def _define_flags():
 
 def main(argv):
     del argv
+    xla_cpu.configure_scheduler()  # Before any device is touched (see vpn_jax/xla_cpu.py).
     fv = flags.FLAGS
     if fv['verbosity'].using_default_value:
         logging.set_verbosity(logging.WARNING)  # Keeps orbax's INFO lines off the console.

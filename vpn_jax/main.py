@@ -21,6 +21,7 @@ from vpn_jax import checkpoint
 from vpn_jax import evaluate
 from vpn_jax import sample_main
 from vpn_jax import train
+from vpn_jax import xla_cpu
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config',
@@ -38,6 +39,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
+    xla_cpu.configure_scheduler()  # Before any device is touched (see vpn_jax/xla_cpu.py).
     if FLAGS['verbosity'].using_default_value:
         logging.set_verbosity(logging.WARNING)  # Keeps orbax's INFO lines off the console.
     if len(argv) > 1:
