@@ -69,18 +69,23 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_data_parallel_step_equals_single_device(tmp_path):
-    env = dict(os.environ,
-               XLA_FLAGS='--xla_force_host_platform_device_count=4',
-               JAX_PLATFORMS='cpu')
-    proc = subprocess.run([sys.executable, '-c', DATA_PARALLEL_SCRIPT,
-                           str(tmp_path / 'w')],
+def _run_python(script: str, arg: str, env) -> subprocess.CompletedProcess:
+    """Runs `python -c script arg` in the repository root with `env`; asserts it succeeds."""
+    proc = subprocess.run([sys.executable, '-c', script, arg],
                           cwd=ROOT,
                           env=env,
                           capture_output=True,
                           text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_data_parallel_step_equals_single_device(tmp_path):
+    env = dict(os.environ,
+               XLA_FLAGS='--xla_force_host_platform_device_count=4',
+               JAX_PLATFORMS='cpu')
+    proc = _run_python(DATA_PARALLEL_SCRIPT, str(tmp_path / 'w'), env)
     line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
     out = json.loads(line[len('RESULT '):])
     for experiment in ('moving_mnist', ):
@@ -133,14 +138,7 @@ def test_xla_cpu_scheduler_changes_order_not_results(tmp_path):
         env.pop('XLA_FLAGS', None)
         xla_cpu.configure_scheduler(concurrent, environ=env)
         out = tmp_path / f'{concurrent}.npz'
-        proc = subprocess.run([sys.executable, '-c', SCHEDULER_SCRIPT,
-                               str(out)],
-                              cwd=ROOT,
-                              env=env,
-                              capture_output=True,
-                              text=True,
-                              timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        _run_python(SCHEDULER_SCRIPT, str(out), env)
         with np.load(out) as f:
             leaves[concurrent] = [f[k] for k in sorted(f.files, key=lambda k: int(k[4:]))]
     # The flag did change the program XLA runs (the order of its operations) ...
