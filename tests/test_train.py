@@ -1,4 +1,5 @@
-"""Training: data parallelism, loss decrease, exact resume, NaN stop, errors before compute.
+"""Training: data parallelism, loss decrease, exact resume, NaN stop, errors before compute,
+and XLA:CPU's scheduler setting (order of operations only).
 
 Tiny models (tests/conftest.py), 16x16 crops and 4-frame sequences keep every compilation to a
 few seconds. The multi-device test runs in a subprocess with 4 forced host devices, so that the
