@@ -27,6 +27,7 @@ a 2-core CPU: the fraction of matmul FLOP/s hardly depends on it, FLOPs per sequ
 With `--remat` the count includes the recomputed forward passes (hardware FLOPs, not model FLOPs).
 """
 
+import functools
 import os
 import time
 
@@ -61,8 +62,9 @@ def load_config(experiment: str, variant: str):
     return configs.load_config(f'experiments/{experiment}.py:{variant}')
 
 
+@functools.lru_cache(maxsize=None)
 def _matmul(n: int, dtype):
-    """A jitted n x n matmul and its operand, compiled and run once."""
+    """A jitted n x n matmul and its operand, compiled and run once (once per n and dtype)."""
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
