@@ -3,6 +3,8 @@ r"""Train-step throughput: sequences/s, XLA's FLOPs per sequence, achieved FLOP/
     python benchmarks/train_throughput.py --cases=moving_mnist:cpu:4
     python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:1 --frames=4 \
         [--remat] [--dtype=bfloat16] [--steps=2]
+    python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:1 --frames=20 \
+        --image_chunk=2 --steps=2   # the paper's sequence length, ~8 minutes
     # On a GPU (H100 SXM: 989.4 TFLOP/s dense bf16):
     python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:16 \
         --dtype=bfloat16 --matmul_size=8192 --peak_tflops=989.4 --steps=5
@@ -21,9 +23,11 @@ drifts by +-20% within minutes:
   (each ~0.1 s on the CPU). A short matmul can catch a quiet moment that a 20-second step cannot,
   so this fraction is the conservative one; it moves by +-10 points with the matmul sample.
 
-`--frames` shortens the
-sequences (num_context becomes frames // 2) so that the paper-size model fits a 10-minute run on
-a 2-core CPU: the fraction of matmul FLOP/s hardly depends on it, FLOPs per sequence do.
+`--frames` shortens the sequences (num_context becomes frames // 2) so that the paper-size
+model fits a few minutes on a 2-core CPU. The fraction does depend on it there: at 20 frames the
+encoder's 19 images and the decoder's 10 no longer fit the CPU's caches between a convolution
+and its element-wise gates, and the step ran at 58-66% where 4 frames gave 64-75% (2026-12-04,
+WORKSPACE.md); `--image_chunk=2` (`model.image_chunk`) wins most of that back.
 With `--remat` the count includes the recomputed forward passes (hardware FLOPs, not model FLOPs).
 """
 
@@ -45,6 +49,9 @@ _CASES = flags.DEFINE_list('cases', ['moving_mnist:cpu:4'], 'EXPERIMENT:VARIANT:
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per case (after one warm-up step).')
 _FRAMES = flags.DEFINE_integer('frames', 0, 'Frames per sequence (0: the config\'s).')
 _REMAT = flags.DEFINE_bool('remat', False, 'Rematerialise residual blocks.')
+_IMAGE_CHUNK = flags.DEFINE_integer(
+    'image_chunk', None, 'model.image_chunk: images the encoder and decoder process at a time '
+    '(0: all at once; default: the config\'s).')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 _CONCURRENCY = flags.DEFINE_bool(
     'xla_cpu_concurrency_scheduler', False, 'XLA:CPU\'s concurrency-optimised scheduler (off '
@@ -142,6 +149,8 @@ def run_case(case: str) -> dict:
         config.data.num_frames = _FRAMES.value
         config.data.num_context = max(1, _FRAMES.value // 2)
     config.model.remat = _REMAT.value
+    if _IMAGE_CHUNK.value is not None:
+        config.model.image_chunk = _IMAGE_CHUNK.value
     config.model.dtype = _DTYPE.value
     mesh = train.make_mesh()
     module = train.build_module(config)

@@ -57,6 +57,9 @@ def paper_model(variant: str,
             dtype='float32',
             # Rematerialise residual blocks in the backward pass (less memory, more compute).
             remat=False,
+            # Images (batch x frames) the encoder and decoder process at a time; 0: all at once.
+            # Same results; a few at a time keeps a CPU's caches warm (WORKSPACE.md).
+            image_chunk=0,
         ))
 
 

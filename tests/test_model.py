@@ -231,6 +231,31 @@ def test_conditioning_reaches_frame_t_and_nothing_earlier():
     assert np.all(delta > 1e-5), delta  # s_1 conditions frame 1's decoder and later frames.
 
 
+def test_image_chunk_changes_the_order_of_work_not_the_model():
+    """Encoding and decoding a few images at a time gives the same logits and gradients.
+
+    5 frames of 2 videos: the encoder sees 8 images and the decoder 8, so a chunk of 3 leaves a
+    short last chunk; conditioning (actions and states) is chunked alongside the frames.
+    """
+    config = make_tiny_config(num_colors=1, action_dim=2, state_dim=2)
+    video = random_video(jax.random.key(9), (2, 5, 3, 3, 1))
+    actions = jax.random.normal(jax.random.key(10), (2, 5, 2))
+    states = jax.random.normal(jax.random.key(11), (2, 2, 2))
+    whole = vpn_jax.build_model(config)
+    variables = whole.init(jax.random.key(0), video, actions, states)
+
+    def loss_and_grads(model):
+        loss = lambda v: jnp.sum(jnp.sin(model.apply(v, video, actions, states)))
+        return jax.jit(jax.value_and_grad(loss))(variables)
+
+    expected = loss_and_grads(whole)
+    chunked = vpn_jax.build_model(
+        make_tiny_config(num_colors=1, action_dim=2, state_dim=2, image_chunk=3))
+    chex.assert_trees_all_close(loss_and_grads(chunked), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match='image_chunk must be >= 0'):
+        vpn_jax.build_model(make_tiny_config(image_chunk=-1))
+
+
 # ------------------------------------------------------------------------------- normalisation
 
 

@@ -88,7 +88,7 @@ def _normalise(value: Any) -> Any:
 def model_config_mismatch(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Dict[str, Any]:
     """Model fields that differ and change the parameters: {field: (saved, current)}.
 
-    Compute-only fields (dtype, remat) may change between runs and are ignored.
+    Compute-only fields (dtype, remat, image_chunk) may change between runs and are ignored.
     """
     from vpn_jax.vpn import MODEL_FIELDS
     diff = {}
