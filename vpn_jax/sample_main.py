@@ -138,6 +138,8 @@ def write_continuations(module,
 
 
 def main(argv):
+    # XLA:CPU's default (concurrency-optimised) scheduler stays on here: unlike the train step,
+    # the sampler is faster with it (vpn_jax/xla_cpu.py).
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     from vpn_jax.checkpoint import load_checkpoint

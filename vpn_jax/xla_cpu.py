@@ -15,6 +15,11 @@ device; in a notebook, set the variable before importing JAX:
     XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false
 
 Other platforms ignore the flag.
+
+Sampling is the exception: the fast sampler's per-pixel steps are many small operations, which
+the concurrency-optimised scheduler does overlap usefully. With it on, the paper-size sampler was
+11-14% faster (2.85 and 3.65 s/frame against 3.19 and 4.15, two alternating pairs of
+`benchmarks/sample_speed.py`, WORKSPACE.md), so `vpn_jax.sample_main` leaves XLA's default alone.
 """
 
 import os
