@@ -58,7 +58,8 @@ def paper_model(variant: str,
             # Rematerialise residual blocks in the backward pass (less memory, more compute).
             remat=False,
             # Images (batch x frames) the encoder and decoder process at a time; 0: all at once.
-            # Same results; a few at a time keeps a CPU's caches warm (WORKSPACE.md).
+            # Same results; 2 at a time keeps a CPU's caches warm at paper size (8-10% faster
+            # there; slower for small models and on GPUs, WORKSPACE.md).
             image_chunk=0,
         ))
 
