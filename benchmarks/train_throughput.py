@@ -27,7 +27,8 @@ drifts by +-20% within minutes:
 model fits a few minutes on a 2-core CPU. The fraction does depend on it there: at 20 frames the
 encoder's 19 images and the decoder's 10 no longer fit the CPU's caches between a convolution
 and its element-wise gates, and the step ran at 58-66% where 4 frames gave 64-75% (2026-12-04,
-WORKSPACE.md); `--image_chunk=2` (`model.image_chunk`) wins most of that back.
+WORKSPACE.md); `--image_chunk=2` (`model.image_chunk`) wins part of it back
+(70-71% matched, 59-62% burst).
 With `--remat` the count includes the recomputed forward passes (hardware FLOPs, not model FLOPs).
 """
 

@@ -16,8 +16,8 @@ device; in a notebook, set the variable before importing JAX:
 
 Other platforms ignore the flag.
 
-Sampling is the exception: the fast sampler's per-pixel steps are many small operations, which
-the concurrency-optimised scheduler does overlap usefully. With it on, the paper-size sampler was
+Sampling is the exception (the fast sampler's per-pixel steps are many small operations, which
+that scheduler can presumably overlap; not profiled). With it on, the paper-size sampler was
 11-14% faster (2.85 and 3.65 s/frame against 3.19 and 4.15, two alternating pairs of
 `benchmarks/sample_speed.py`, WORKSPACE.md), so `vpn_jax.sample_main` leaves XLA's default alone.
 """
