@@ -57,6 +57,9 @@ _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute
 _CONCURRENCY = flags.DEFINE_bool(
     'xla_cpu_concurrency_scheduler', False, 'XLA:CPU\'s concurrency-optimised scheduler (off '
     'in vpn_jax.main; see vpn_jax/xla_cpu.py). An XLA_FLAGS setting of it wins.')
+_KEEP_FREED_MEMORY = flags.DEFINE_bool(
+    'keep_freed_memory', True, 'glibc malloc keeps freed memory for the next step (as in '
+    'vpn_jax.main; see vpn_jax/xla_cpu.py); --nokeep_freed_memory for glibc\'s default.')
 _MATMUL_SIZE = flags.DEFINE_integer(
     'matmul_size', 2048, 'n of the n x n reference matmul (in the compute dtype); use 8192 on a '
     'GPU, where 2048 does not fill the chip.')
@@ -196,9 +199,11 @@ def run_case(case: str) -> dict:
 def main(argv):
     del argv
     xla_cpu.configure_scheduler(_CONCURRENCY.value)
+    kept = _KEEP_FREED_MEMORY.value and xla_cpu.keep_freed_memory()
     device = jax.devices()[0]
     print(f'{jax.device_count()} {device.device_kind} ({device.platform}) device(s); '
-          f'dtype {_DTYPE.value}, remat {_REMAT.value}; XLA_FLAGS={os.environ.get("XLA_FLAGS")}')
+          f'dtype {_DTYPE.value}, remat {_REMAT.value}; XLA_FLAGS={os.environ.get("XLA_FLAGS")}; '
+          f'malloc keeps freed memory: {kept}')
     for case in _CASES.value:
         r = run_case(case)
         mfu = ''

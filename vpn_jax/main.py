@@ -35,11 +35,17 @@ flags.DEFINE_integer('process_id', None, 'Multi-process: this process (0 .. num_
 flags.DEFINE_integer(
     'num_sample_videos', 2, 'After training: test sequences to continue (2 samples each) into '
     'WORKDIR/samples/{grid.png,samples.gif}; 0 to skip.')
+flags.DEFINE_bool(
+    'keep_freed_memory', True, 'glibc malloc keeps freed memory for the next step: faster steps '
+    'on the CPU, at the cost of holding the peak (see vpn_jax/xla_cpu.py).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-    xla_cpu.configure_scheduler()  # Before any device is touched (see vpn_jax/xla_cpu.py).
+    # Both before any device is touched (see vpn_jax/xla_cpu.py).
+    xla_cpu.configure_scheduler()
+    if FLAGS.keep_freed_memory:
+        xla_cpu.keep_freed_memory()
     if FLAGS['verbosity'].using_default_value:
         logging.set_verbosity(logging.WARNING)  # Keeps orbax's INFO lines off the console.
     if len(argv) > 1:

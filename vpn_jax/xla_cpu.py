@@ -1,4 +1,9 @@
-"""XLA:CPU scheduling for the command-line programs (training, evaluation, benchmarks).
+"""XLA:CPU settings for the command-line programs (training, evaluation, benchmarks).
+
+Two settings, both made before JAX starts a backend: the scheduler (`configure_scheduler`) and
+glibc's handling of freed memory (`keep_freed_memory`).
+
+## The scheduler
 
 XLA:CPU's default scheduler is "concurrency optimised": it orders independent operations so that
 they can run at the same time, trading memory for concurrency. Our convolutions' matmuls already
@@ -20,9 +25,29 @@ Sampling is the exception (the fast sampler's per-pixel steps are many small ope
 that scheduler can presumably overlap; not profiled). With it on, the paper-size sampler was
 11-14% faster (2.85 and 3.65 s/frame against 3.19 and 4.15, two alternating pairs of
 `benchmarks/sample_speed.py`, WORKSPACE.md), so `vpn_jax.sample_main` leaves XLA's default alone.
+
+## Freed memory
+XLA:CPU allocates a step's intermediate buffers with malloc and frees them when the step ends. glibc
+serves large allocations (above a threshold that grows to at most 32 MB) with fresh pages from mmap
+and unmaps them on free, so every step faults most of its working set in again, page by page, and
+the kernel zeroes each page. `keep_freed_memory()` makes malloc keep freed memory for the next step
+instead: no mmap, no trimming, and one arena per core (at least two). On the 2026-12-04 Intel host
+(WORKSPACE.md, "Freed memory"), the paper-size train step at 4 frames took 7.4-7.8 s against 9.0-9.2
+s (0.8-1.3 million page faults per run against 3.3 million), at 20 frames with `image_chunk=2`
+41.5-45.0 s against 48.4-50.4 s. The costs: the process holds on to its peak memory until it exits,
+as GPU allocators do, and the heap fragments: at 20 frames with `image_chunk=0` the peak resident
+memory rose from 12.0 to 21.3 GB (11.9 GB with chunks of 2 or 4 images). The small `cpu` config's
+step took 2.5-2.8 s against 3.0-3.1 s. glibc only; a GLIBC_TUNABLES setting of malloc's own wins,
+and the programs' `--nokeep_freed_memory` turns it off. The same setting from the shell, for other
+programs:
+
+    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:\
+glibc.malloc.arena_max=2   # on 2 cores: one arena per core
 """
 
+import ctypes
 import os
+import platform
 from typing import MutableMapping, Optional
 
 from absl import logging
@@ -53,3 +78,40 @@ def _backends_started() -> bool:
         return bool(xla_bridge.backends_are_initialized())
     except (ImportError, AttributeError):  # A JAX without this private helper: cannot tell.
         return False
+
+
+# mallopt's parameter numbers (glibc's malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
+
+
+def keep_freed_memory(environ: Optional[MutableMapping[str, str]] = None) -> bool:
+    """Makes glibc's malloc keep freed memory for reuse instead of returning it to the system.
+
+    Sets, with `mallopt`: no mmap for large blocks (M_MMAP_MAX 0), no trimming of the heap
+    (M_TRIM_THRESHOLD -1) and one arena per core, at least two (M_ARENA_MAX; glibc's default is
+    8 per core, and with it the 4-frame paper-size step still faulted ~2.9 million pages per
+    run, presumably in the other threads' arenas, whose heaps are mmap'd; a single arena faulted
+    least but compiled ~30% slower and made the `cpu` config's step 10-20% slower than two, on
+    2 cores; more cores were not measured). Call it before JAX starts its threads: an arena a
+    thread already uses stays. Returns whether the settings were made: False off glibc, or when
+    GLIBC_TUNABLES sets a `glibc.malloc` tunable (the user's own setting wins).
+    """
+    environ = os.environ if environ is None else environ
+    if 'glibc.malloc.' in environ.get('GLIBC_TUNABLES', ''):
+        return False
+    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    arenas = max(2, len(os.sched_getaffinity(0)))
+    ok = [
+        mallopt(param, value)
+        for param, value in ((_M_ARENA_MAX, arenas), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
+    ]
+    if not all(ok):
+        logging.warning(
+            'mallopt refused a setting (results %s); freed memory may still be '
+            'returned to the system.', ok)
+    return all(ok)
