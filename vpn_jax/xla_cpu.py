@@ -32,14 +32,14 @@ serves large allocations (above a threshold that grows to at most 32 MB) with fr
 and unmaps them on free, so every step faults most of its working set in again, page by page, and
 the kernel zeroes each page. `keep_freed_memory()` makes malloc keep freed memory for the next step
 instead: no mmap, no trimming, and one arena per core (at least two). On the 2026-12-04 Intel host
-(WORKSPACE.md, "Freed memory"), the paper-size train step at 4 frames took 7.4-7.8 s against 9.0-9.2
-s (0.8-1.3 million page faults per run against 3.3 million), at 20 frames with `image_chunk=2`
+(WORKSPACE.md, "Freed memory"), the paper-size train step at 4 frames took 6.8-7.8 s against 9.0-9.2
+s (0.8-2.8 million page faults per run against 3.3 million), at 20 frames with `image_chunk=2`
 41.5-45.0 s against 48.4-50.4 s. The costs: the process holds on to its peak memory until it exits,
 as GPU allocators do, and the heap fragments: at 20 frames with `image_chunk=0` the peak resident
-memory rose from 12.0 to 21.3 GB (11.9 GB with chunks of 2 or 4 images). The small `cpu` config's
-step took 2.5-2.8 s against 3.0-3.1 s. glibc only; a GLIBC_TUNABLES setting of malloc's own wins,
-and the programs' `--nokeep_freed_memory` turns it off. The same setting from the shell, for other
-programs:
+memory rose from 12.0 to 21.3-21.8 GB (11.9-12.3 GB with chunks of 2 or 4 images). The small `cpu`
+config's step took 2.5-2.8 s against 3.0-3.1 s. glibc only; a GLIBC_TUNABLES setting of malloc's own
+wins, and the programs' `--nokeep_freed_memory` turns it off. The same setting from the shell, for
+other programs:
 
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:\
 glibc.malloc.arena_max=2   # on 2 cores: one arena per core
