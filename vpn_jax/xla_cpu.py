@@ -93,7 +93,7 @@ def keep_freed_memory(environ: Optional[MutableMapping[str, str]] = None) -> boo
     (M_TRIM_THRESHOLD -1) and one arena per core, at least two (M_ARENA_MAX; glibc's default is
     8 per core, and with it the 4-frame paper-size step still faulted ~2.9 million pages per
     run, presumably in the other threads' arenas, whose heaps are mmap'd; a single arena faulted
-    least but compiled ~30% slower and made the `cpu` config's step 10-20% slower than two, on
+    least but compiled ~30% slower and made the `cpu` config's step 15-30% slower than two, on
     2 cores; more cores were not measured). Call it before JAX starts its threads: an arena a
     thread already uses stays. Returns whether the settings were made: False off glibc, or when
     GLIBC_TUNABLES sets a `glibc.malloc` tunable (the user's own setting wins).
