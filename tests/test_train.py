@@ -108,7 +108,8 @@ def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_in():
     """After `keep_freed_memory`, a freed 64 MB block comes back without page faults.
 
     With glibc's default, every allocation of it is a fresh mmap whose pages fault in again
-    (16,384 faults with 4 kB pages): what made each paper-size train step fault ~10 GB in.
+    (16,384 faults with 4 kB pages): what made one 20-frame paper-size benchmark run take
+    20.75 million page faults (WORKSPACE.md, "Freed memory").
     """
     env = dict(os.environ)
     env.pop('GLIBC_TUNABLES', None)

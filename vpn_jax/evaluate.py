@@ -190,8 +190,8 @@ def _define_flags():
 
 def main(argv):
     del argv
-    # Both before any device is touched (see vpn_jax/xla_cpu.py).
     fv = flags.FLAGS
+    # Both before any device is touched (see vpn_jax/xla_cpu.py).
     xla_cpu.configure_scheduler()
     if fv.keep_freed_memory:
         xla_cpu.keep_freed_memory()
