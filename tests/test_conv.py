@@ -40,6 +40,22 @@ def test_masked_kernel_gradient_skips_dead_taps_exactly(k, mask_type, dilation):
         conv2d(x, kernel, 1, ((k, 0), ))
 
 
+@pytest.mark.parametrize('live', [((0, 0), (0, 2), (1, 1), (2, 0), (2, 1)), ((1, 2), ),
+                                  ((2, 2), (0, 1))])
+def test_kernel_gradient_of_scattered_live_taps(live):
+    """Live taps that are not a prefix of their row (runs split, rows skipped) get lax's gradient."""
+    rng = np.random.default_rng(len(live))
+    mask = np.zeros((3, 3, 1, 1), np.float32)
+    mask[tuple(np.array(live).T)] = 1.0
+    x = jnp.asarray(rng.standard_normal((2, 6, 5, 4)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 4, 3)), jnp.float32)
+    loss = lambda conv: lambda w: jnp.sum(jnp.sin(conv(x, w * mask)))
+    got = jax.grad(loss(lambda a, w: conv2d(a, w, 2, live)))(kernel)
+    want = jax.grad(loss(lambda a, w: lax_conv(a, w, 2)))(kernel)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert np.all(np.asarray(got)[mask[..., 0, 0] == 0] == 0)
+
+
 def test_bfloat16_gradients_keep_dtypes():
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((1, 6, 6, 4)), jnp.bfloat16)

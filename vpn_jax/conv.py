@@ -4,16 +4,18 @@ Its value is `lax.conv_general_dilated`'s. Its gradient is computed by hand (a `
 because XLA:CPU's kernel-gradient convolutions are slow: at paper size (4x64x64, c=128) they run
 at 16-19% of a 2048^2 matmul's FLOP/s for the 3x3 layers and at 5-6% for the 1x1s, against
 66-75% for the forward convolution (`python benchmarks/conv_gradients.py`, WORKSPACE.md). On the
-CPU the kernel gradient is therefore one matmul per kernel tap (49-64%),
+CPU the kernel gradient is therefore computed with matmuls,
 
     dK[i, j] = sum over n, y, x of  X_pad[n, y + d i, x + d j, :]^T  dY[n, y, x, :],
 
-i.e. `k * k` matmuls of shape (Cin, N*H*W) @ (N*H*W, Cout), and a 1x1 convolution is a matmul in
-both directions (80-86% forward, against lax's 36-39%). On other platforms (GPU, TPU)
-`lax.platform_dependent` keeps XLA's own kernel gradient, which cuDNN and the TPU compiler do
-well (on a lent H100 the paper-size train step ran at 28.7% MFU in bf16, WORKSPACE.md; the
-per-tap formulation was not timed there). The input gradient is the usual convolution of dY with
-the flipped, transposed kernel on every platform.
+a few images at a time, one (k Cin, n*H*W) @ (n*H*W, Cout) matmul per kernel row, its left
+operand the row's k windows stacked channel-major (`_kernel_grad_rows`: 24-31% less time than
+the earlier one (N*H*W, Cin)^T @ (N*H*W, Cout) matmul per tap, which reached 49-64%), and a 1x1
+convolution is a matmul in both directions (80-86% forward, against lax's 36-39%). On other
+platforms (GPU, TPU) `lax.platform_dependent` keeps XLA's own kernel gradient, which cuDNN and
+the TPU compiler do well (on a lent H100 the paper-size train step ran at 28.7% MFU in bf16,
+WORKSPACE.md; the matmul formulation was not timed there). The input gradient is the usual
+convolution of dY with the flipped, transposed kernel on every platform.
 
 Tested against `jax.vjp` of `lax.conv_general_dilated` (`tests/test_conv.py`).
 """
@@ -106,26 +108,75 @@ def _conv2d_fwd(x, kernel, dilation, live_taps):
     return _conv2d(x, kernel, dilation, live_taps), (x, kernel)
 
 
-def _kernel_grad_taps(x: jax.Array, g: jax.Array, kernel_shape, dilation: int,
-                      live_taps) -> jax.Array:
-    """dK as one (Cin, N*H*W) @ (N*H*W, Cout) matmul per live tap; float[k, k, Cin, Cout].
+def _runs(columns) -> Tuple[Tuple[int, ...], ...]:
+    """Sorted column indices split into runs of consecutive ones: (0, 1, 3) -> ((0, 1), (3,))."""
+    runs = []
+    for j in sorted(columns):
+        if runs and j == runs[-1][-1] + 1:
+            runs[-1].append(j)
+        else:
+            runs.append([j])
+    return tuple(map(tuple, runs))
 
-    Each tap's window is reshaped to a 2-D (N*H*W, Cin) matrix first: XLA:CPU contracts a single
-    dimension faster than the three (n, h, w) of the equivalent 4-D einsum.
+
+# Images per kernel-gradient chunk: as many as keep a chunk's x, stacked windows and dY within
+# this many bytes (at least one image). 16 MB: one 64x64 image at c = 128, seven of the cpu config.
+_CHUNK_BYTES = 16 * 2**20
+
+
+def _kernel_grad_rows(x: jax.Array, g: jax.Array, kernel_shape, dilation: int,
+                      live_taps) -> jax.Array:
+    """dK, a few images at a time, one matmul per kernel row (per run of live taps in a row).
+
+    x: float[N, H, W, Cin], g = dY: float[N, H, W, Cout]; returns float32[k, k, Cin, Cout].
+    For a chunk of n images, x is transposed to channel-major (Cin, H + 2p, n, W + 2p) and
+    padded, the live kernel columns' windows are stacked along the channels into A:
+    float[(columns, Cin), H + 2p, n, W], and kernel row i is the single product
+
+        dK[i, j0:j1] += A[(j0:j1, :), d i : d i + H] (as (r Cin, H n W))  @  dY (as (H n W, Cout)),
+
+    dY transposed to (H, n, W, Cout) to match. Against one (N H W, Cin)^T @ (N H W, Cout) matmul
+    per tap this gives XLA:CPU a non-transposed left operand with 3x the rows (3 Cin for a full
+    3x3 row), a shape its matmul runs much faster, and chunks of `_CHUNK_BYTES` keep the copies
+    (x transposed, A, the rows' slices of A) in cache. For a 3x64x64 128 -> 512 layer the kernel
+    gradient took 55-57 ms against 72-75 ms per tap, for 19 images 354 against 484-502 ms, for
+    76 images of the cpu config (16 -> 64) 68-69 against 97-100 ms (2026-12-04, WORKSPACE.md). All
+    images in one chunk gained less (61-68 ms for 3 images) and nothing at 8 or 76. The chunks
+    are a Python loop, not a `lax.scan`: XLA's cost analysis counts a loop body once, and the
+    benchmarks' FLOP counts come from it.
     """
     k = kernel_shape[0]
     pad = dilation * (k // 2)
     n, h, w, cin = x.shape
-    padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    g = g.reshape(n * h * w, g.shape[-1])
-    zero = jnp.zeros(kernel_shape[2:], g.dtype)
+    columns = sorted({j for _, j in live_taps})
+    rows = [(i, run) for i in range(k) for run in _runs(j for row, j in live_taps if row == i)]
+    image_bytes = h * w * (cin * (1 + len(columns)) + g.shape[-1]) * x.dtype.itemsize
+    chunk = max(1, min(n, _CHUNK_BYTES // image_bytes))
 
-    def tap(i, j):
-        window = padded[:, i * dilation:i * dilation + h, j * dilation:j * dilation + w]
-        return jnp.einsum('mc,md->cd', window.reshape(n * h * w, cin), g)
+    def chunk_kernel_grad(x,
+                          g):  # float[n, H, W, Cin], float[n, H, W, Cout] -> f32[k, k, Cin, Cout]
+        m = x.shape[0] * h * w
+        padded = jnp.pad(x.transpose(3, 1, 0, 2), ((0, 0), (pad, pad), (0, 0), (pad, pad)))
+        stacked = jnp.concatenate([padded[..., j * dilation:j * dilation + w] for j in columns])
+        g = g.transpose(1, 0, 2, 3).reshape(m, g.shape[-1])
+        taps = {}
+        for i, run in rows:
+            first = columns.index(run[0]) * cin
+            lhs = stacked[first:first + len(run) * cin, i * dilation:i * dilation + h]
+            product = jnp.einsum('cm,md->cd',
+                                 lhs.reshape(len(run) * cin, m),
+                                 g,
+                                 preferred_element_type=jnp.float32)
+            taps.update(zip(((i, j) for j in run), product.reshape(len(run), cin, -1)))
+        zero = jnp.zeros(kernel_shape[2:], jnp.float32)
+        return jnp.stack([taps.get((i, j), zero) for i in range(k)
+                          for j in range(k)]).reshape(kernel_shape)
 
-    taps = [tap(i, j) if (i, j) in live_taps else zero for i in range(k) for j in range(k)]
-    return jnp.stack(taps).reshape(kernel_shape)
+    parts = [
+        chunk_kernel_grad(x[start:start + chunk], g[start:start + chunk])
+        for start in range(0, n, chunk)
+    ]
+    return sum(parts[1:], parts[0])
 
 
 def _kernel_grad_xla(x: jax.Array, g: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
@@ -147,7 +198,7 @@ def _conv2d_bwd(dilation, live_taps, residuals, g):
         x,
         g,
         kernel,
-        cpu=lambda x, g, kernel: _kernel_grad_taps(x, g, kernel.shape, dilation, live_taps),
+        cpu=lambda x, g, kernel: _kernel_grad_rows(x, g, kernel.shape, dilation, live_taps),
         default=lambda x, g, kernel: _kernel_grad_xla(x, g, kernel, dilation))
     return dx, dk.astype(kernel.dtype)
 
