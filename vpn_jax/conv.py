@@ -9,7 +9,7 @@ CPU the kernel gradient is therefore computed with matmuls,
     dK[i, j] = sum over n, y, x of  X_pad[n, y + d i, x + d j, :]^T  dY[n, y, x, :],
 
 a few images at a time, one (k Cin, n*H*W) @ (n*H*W, Cout) matmul per kernel row, its left
-operand the row's k windows stacked channel-major (`_kernel_grad_rows`: 24-31% less time than
+operand the row's k windows stacked channel-major (`_kernel_grad_rows`: 17-30% less time than
 the earlier one (N*H*W, Cin)^T @ (N*H*W, Cout) matmul per tap, which reached 49-64%), and a 1x1
 convolution is a matmul in both directions (80-86% forward, against lax's 36-39%). On other
 platforms (GPU, TPU) `lax.platform_dependent` keeps XLA's own kernel gradient, which cuDNN and
@@ -120,7 +120,8 @@ def _runs(columns) -> Tuple[Tuple[int, ...], ...]:
 
 
 # Images per kernel-gradient chunk: as many as keep a chunk's x, stacked windows and dY within
-# this many bytes (at least one image). 16 MB: one 64x64 image at c = 128, seven of the cpu config.
+# this many bytes (at least one image): one 64x64 image at c = 128, eight of the cpu config's
+# (c = 16), the chunk sizes that measured fastest for those layers.
 _CHUNK_BYTES = 16 * 2**20
 
 
@@ -137,13 +138,16 @@ def _kernel_grad_rows(x: jax.Array, g: jax.Array, kernel_shape, dilation: int,
 
     dY transposed to (H, n, W, Cout) to match. Against one (N H W, Cin)^T @ (N H W, Cout) matmul
     per tap this gives XLA:CPU a non-transposed left operand with 3x the rows (3 Cin for a full
-    3x3 row), a shape its matmul runs much faster, and chunks of `_CHUNK_BYTES` keep the copies
-    (x transposed, A, the rows' slices of A) in cache. For a 3x64x64 128 -> 512 layer the kernel
-    gradient took 55-57 ms against 72-75 ms per tap, for 19 images 354 against 484-502 ms, for
-    76 images of the cpu config (16 -> 64) 68-69 against 97-100 ms (2026-12-04, WORKSPACE.md). All
-    images in one chunk gained less (61-68 ms for 3 images) and nothing at 8 or 76. The chunks
-    are a Python loop, not a `lax.scan`: XLA's cost analysis counts a loop body once, and the
-    benchmarks' FLOP counts come from it.
+    3x3 row), which its matmul runs much faster (as bare matmuls on the 2026-12-04 Intel host,
+    (384, 12288) @ (12288, 512) at 308 GFLOP/s against 207 for (12288, 128)^T @ (12288, 512)), and
+    the chunks keep the contraction short (the same (384, K) @ (K, 512) at 291 GFLOP/s for K =
+    4,096, 261 for 32,768). Kernel gradient alone, best of 2 (WORKSPACE.md, "Convolution
+    gradients"): 3x64x64, 128 -> 512, 56-57 ms against 74-76 ms per tap (dilation 1 or 8); 19
+    such images 353-366 against 470-502 ms; the ConvLSTM's 1x64x64, 256 -> 1024, 73 against 87
+    ms; 76 images of the cpu config (16 -> 64) 68-69 against 97-105 ms. All images in one chunk
+    gained less (59-68 ms for 3 images) and nothing at 76. The chunks are a Python loop, not a
+    `lax.scan`: XLA's cost analysis counts a loop body once, and the benchmarks' FLOP counts come
+    from it.
     """
     k = kernel_shape[0]
     pad = dilation * (k // 2)
