@@ -5,8 +5,11 @@ r"""Convolution gradients on this machine: XLA's vs `vpn_jax.conv.conv2d`'s, in 
 For the paper-size layers (c = 128: the MU gates 3x3 128 -> 512, undilated and at dilation 8;
 the RMB's 1x1s 256 -> 128 and 128 -> 256; the ConvLSTM's 3x3 256 -> 1024) it times, jit-compiled,
 best of 3 after a warm-up: the forward convolution, the input gradient, XLA's kernel gradient
-(`jax.vjp` of `lax.conv_general_dilated`) and conv2d's kernel gradient (per-tap matmuls on the
-CPU), each as FLOP/s and as a fraction of a 2048^2 float32 matmul timed in the same process.
+(`jax.vjp` of `lax.conv_general_dilated`) and conv2d's kernel gradient (one matmul per kernel
+row on the CPU), each as FLOP/s and as a fraction of a 2048^2 float32 matmul timed in the same
+process. Like vpn_jax.main it turns XLA:CPU's concurrency scheduler off and keeps freed memory
+in malloc (`vpn_jax/xla_cpu.py`): without that, every call faults its buffers in again, which
+took 30-40% longer per pass on the 2026-12-04 Intel host.
 """
 
 import time
@@ -18,9 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from vpn_jax import conv
+from vpn_jax import xla_cpu
 
 _BATCH = flags.DEFINE_integer('batch', 4, 'Images per convolution (batch x frames).')
 _SIZE = flags.DEFINE_integer('size', 64, 'Image height and width.')
+_KEEP_FREED_MEMORY = flags.DEFINE_bool(
+    'keep_freed_memory', True, 'glibc malloc keeps freed memory between calls (as in '
+    'vpn_jax.main; see vpn_jax/xla_cpu.py); --nokeep_freed_memory for glibc\'s default.')
 
 LAYERS = (  # (name, k, dilation, Cin, Cout)
     ('MU gates 3x3', 3, 1, 128, 512),
@@ -43,12 +50,14 @@ def best_time(f, *args, repeats: int = 3) -> float:
 
 def main(argv):
     del argv
+    xla_cpu.configure_scheduler()
+    kept = _KEEP_FREED_MEMORY.value and xla_cpu.keep_freed_memory()
     rng = np.random.default_rng(0)
     a = jnp.asarray(rng.standard_normal((2048, 2048)), jnp.float32)
     matmul = 2 * 2048**3 / best_time(jax.jit(lambda m: m @ m), a)
     n, s = _BATCH.value, _SIZE.value
     print(f'{n}x{s}x{s} inputs; 2048^2 float32 matmul: {matmul / 1e9:.0f} GFLOP/s; '
-          f'{jax.devices()[0].device_kind}')
+          f'{jax.devices()[0].device_kind}; malloc keeps freed memory: {kept}')
     print(f'{"layer":<26} {"pass":<22} {"ms":>8} {"GFLOP/s":>8} {"of matmul":>9}')
     for name, k, d, cin, cout in LAYERS:
         x = jnp.asarray(rng.standard_normal((n, s, s, cin)), jnp.float32)
