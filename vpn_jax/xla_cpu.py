@@ -31,18 +31,19 @@ XLA:CPU allocates a step's intermediate buffers with malloc and frees them when 
 serves large allocations (above a threshold that grows to at most 32 MB) with fresh pages from mmap
 and unmaps them on free, so every step faults most of its working set in again, page by page, and
 the kernel zeroes each page. `keep_freed_memory()` makes malloc keep freed memory for the next step
-instead: no mmap, no trimming, and one arena per core (at least two). On the 2026-12-04 Intel host
+instead: no mmap, no trimming, and a single arena. On the 2026-12-04 Intel host
 (WORKSPACE.md, "Freed memory"), the paper-size train step at 4 frames took 6.8-7.8 s against 9.0-9.2
 s (0.8-2.8 million page faults per run against 3.3 million), at 20 frames with `image_chunk=2`
 41.5-45.0 s against 48.4-50.4 s. The costs: the process holds on to its peak memory until it exits,
 as GPU allocators do, and the heap fragments: at 20 frames with `image_chunk=0` the peak resident
 memory rose from 12.0 to 21.3-21.8 GB (11.9-12.3 GB with chunks of 2 or 4 images). The small `cpu`
-config's step took 2.5-2.8 s against 3.0-3.1 s. glibc only; a GLIBC_TUNABLES setting of malloc's own
+config's step took 2.5-2.8 s against 3.0-3.1 s (per-tap kernel gradient, one arena per core, as
+then). glibc only; a GLIBC_TUNABLES setting of malloc's own
 wins, and the programs' `--nokeep_freed_memory` turns it off. The same setting from the shell, for
 other programs:
 
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:\
-glibc.malloc.arena_max=2   # on 2 cores: one arena per core
+glibc.malloc.arena_max=1
 """
 
 import ctypes
@@ -90,13 +91,18 @@ def keep_freed_memory(environ: Optional[MutableMapping[str, str]] = None) -> boo
     """Makes glibc's malloc keep freed memory for reuse instead of returning it to the system.
 
     Sets, with `mallopt`: no mmap for large blocks (M_MMAP_MAX 0), no trimming of the heap
-    (M_TRIM_THRESHOLD -1) and one arena per core, at least two (M_ARENA_MAX; glibc's default is
-    8 per core, and with it the 4-frame paper-size step still faulted ~2.9 million pages per
-    run, presumably in the other threads' arenas, whose heaps are mmap'd; a single arena faulted
-    least but compiled ~30% slower and made the `cpu` config's step 15-30% slower than two, on
-    2 cores; more cores were not measured). Call it before JAX starts its threads: an arena a
-    thread already uses stays. Returns whether the settings were made: False off glibc, or when
-    GLIBC_TUNABLES sets a `glibc.malloc` tunable (the user's own setting wins).
+    (M_TRIM_THRESHOLD -1) and a single arena (M_ARENA_MAX 1). glibc's default is 8 arenas per
+    core, and with it the 4-frame paper-size step still faulted ~2.9 million pages per run in the
+    other threads' arenas, whose heaps are mmap'd. With one arena per core, a step's buffers
+    could land in either arena's heap, so the process could hold them twice: at 20 frames with
+    `image_chunk=2`, 21.9-22.0 GB in two of three runs, at 55-63% of the matmul, against 12.1
+    GB and 72% in the third; one arena held 11.9 GB at 71% (WORKSPACE.md, "Kernel gradients by
+    kernel row"). What one arena costs: compiles ~10-30% slower. It had also made the `cpu`
+    config's step slower than two arenas with the per-tap kernel gradient (3.2-3.3 against
+    2.5-2.8 s); with the kernel gradient by row it does not (1.94-2.00 against 2.04-2.29 s).
+    Call it before JAX starts its threads: an arena a thread already uses stays. Returns whether
+    the settings were made: False off glibc, or when GLIBC_TUNABLES sets a `glibc.malloc`
+    tunable (the user's own setting wins).
     """
     environ = os.environ if environ is None else environ
     if 'glibc.malloc.' in environ.get('GLIBC_TUNABLES', ''):
@@ -105,10 +111,9 @@ def keep_freed_memory(environ: Optional[MutableMapping[str, str]] = None) -> boo
         return False
     mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    arenas = max(2, len(os.sched_getaffinity(0)))
     ok = [
         mallopt(param, value)
-        for param, value in ((_M_ARENA_MAX, arenas), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
+        for param, value in ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
     ]
     if not all(ok):
         logging.warning(
