@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vpn_jax import conv
 from vpn_jax.conv import conv2d, xla_conv2d as lax_conv
 from vpn_jax.masked_conv import causal_mask, channel_groups
 
@@ -54,6 +55,20 @@ def test_kernel_gradient_of_scattered_live_taps(live):
     want = jax.grad(loss(lambda a, w: lax_conv(a, w, 2)))(kernel)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert np.all(np.asarray(got)[mask[..., 0, 0] == 0] == 0)
+
+
+@pytest.mark.parametrize('images_per_chunk', [1, 2])
+def test_kernel_gradient_summed_over_image_chunks(monkeypatch, images_per_chunk):
+    """The CPU kernel gradient of 3 images in chunks of 1 or 2 (the last one short) is lax's."""
+    rng = np.random.default_rng(images_per_chunk)
+    x = jnp.asarray(rng.standard_normal((3, 6, 5, 4)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 4, 3)), jnp.float32)
+    cotangent = jnp.asarray(rng.standard_normal((3, 6, 5, 3)), jnp.float32)
+    image_bytes = 6 * 5 * (4 * (1 + 3) + 3) * 4  # x, the 3 stacked columns and dY of one image.
+    monkeypatch.setattr(conv, '_CHUNK_BYTES', images_per_chunk * image_bytes)
+    got = jax.vjp(lambda w: conv2d(x, w, 2), kernel)[1](cotangent)[0]
+    want = jax.vjp(lambda w: lax_conv(x, w, 2), kernel)[1](cotangent)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_bfloat16_gradients_keep_dtypes():

@@ -120,8 +120,8 @@ def _runs(columns) -> Tuple[Tuple[int, ...], ...]:
 
 
 # Images per kernel-gradient chunk: as many as keep a chunk's x, stacked windows and dY within
-# this many bytes (at least one image): one 64x64 image at c = 128, eight of the cpu config's
-# (c = 16), the chunk sizes that measured fastest for those layers.
+# this many bytes (at least one image): one 64x64 image at c = 128 (1 image per chunk beat 2, 4
+# and all), eight of the cpu config's c = 16 (8 beat one at a time and all 76; others not tried).
 _CHUNK_BYTES = 16 * 2**20
 
 
@@ -141,8 +141,8 @@ def _kernel_grad_rows(x: jax.Array, g: jax.Array, kernel_shape, dilation: int,
     3x3 row), which its matmul runs much faster (as bare matmuls on the 2026-12-04 Intel host,
     (384, 12288) @ (12288, 512) at 308 GFLOP/s against 207 for (12288, 128)^T @ (12288, 512)), and
     the chunks keep the contraction short (the same (384, K) @ (K, 512) at 291 GFLOP/s for K =
-    4,096, 261 for 32,768). Kernel gradient alone, best of 2 (WORKSPACE.md, "Convolution
-    gradients"): 3x64x64, 128 -> 512, 56-57 ms against 74-76 ms per tap (dilation 1 or 8); 19
+    4,096, 261 for 32,768). Kernel gradient alone, best of 2 (WORKSPACE.md, "Kernel gradients by
+    kernel row"): 3x64x64, 128 -> 512, 56-57 ms against 74-76 ms per tap (dilation 1 or 8); 19
     such images 353-366 against 470-502 ms; the ConvLSTM's 1x64x64, 256 -> 1024, 73 against 87
     ms; 76 images of the cpu config (16 -> 64) 68-69 against 97-105 ms. All images in one chunk
     gained less (59-68 ms for 3 images) and nothing at 76. The chunks are a Python loop, not a
@@ -157,8 +157,8 @@ def _kernel_grad_rows(x: jax.Array, g: jax.Array, kernel_shape, dilation: int,
     image_bytes = h * w * (cin * (1 + len(columns)) + g.shape[-1]) * x.dtype.itemsize
     chunk = max(1, min(n, _CHUNK_BYTES // image_bytes))
 
-    def chunk_kernel_grad(x,
-                          g):  # float[n, H, W, Cin], float[n, H, W, Cout] -> f32[k, k, Cin, Cout]
+    def chunk_kernel_grad(x, g):
+        """x: float[n, H, W, Cin], g: float[n, H, W, Cout] -> float32[k, k, Cin, Cout]."""
         m = x.shape[0] * h * w
         padded = jnp.pad(x.transpose(3, 1, 0, 2), ((0, 0), (pad, pad), (0, 0), (pad, pad)))
         stacked = jnp.concatenate([padded[..., j * dilation:j * dilation + w] for j in columns])

@@ -38,8 +38,8 @@ s (0.8-2.8 million page faults per run against 3.3 million), at 20 frames with `
 as GPU allocators do, and the heap fragments: at 20 frames with `image_chunk=0` the peak resident
 memory rose from 12.0 to 21.3-21.8 GB (11.9-12.3 GB with chunks of 2 or 4 images). The small `cpu`
 config's step took 2.5-2.8 s against 3.0-3.1 s (per-tap kernel gradient, one arena per core, as
-then). glibc only; a GLIBC_TUNABLES setting of malloc's own
-wins, and the programs' `--nokeep_freed_memory` turns it off. The same setting from the shell, for
+then). glibc only; a GLIBC_TUNABLES setting of malloc's own wins, and the programs'
+`--nokeep_freed_memory` turns it off. The same setting from the shell, for
 other programs:
 
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:\
