@@ -29,11 +29,12 @@ encoder's 19 images and the decoder's 10 no longer fit the CPU's caches between 
 and its element-wise gates, and the step ran at 58-66% where 4 frames gave 64-75% (2026-12-04,
 AMD host, WORKSPACE.md); `--image_chunk=2` (`model.image_chunk`) wins part of it back
 (70-71% matched, 59-62% burst). On the 2026-12-04 Intel host, with the kernel gradient by
-kernel row (vpn_jax/conv.py) and one malloc arena, 4 frames gave 72-75% matched and 20 frames
-with `--image_chunk=2` 71% (WORKSPACE.md, "Kernel gradients by kernel row"). Keeping freed
-memory in malloc (`--keep_freed_memory`, the default, as in vpn_jax.main) took 14-26% off the
-step at 4 frames and 7-18% at 20 on that host (WORKSPACE.md, "Freed memory"); without chunks
-at 20 frames it held 21.8 GB.
+kernel row (vpn_jax/conv.py) and one malloc arena, 4 frames gave 72-75% matched (five runs) and
+20 frames with `--image_chunk=2` 71-74% in four of five runs; in the fifth, malloc's heap doubled
+to 21.9 GB during the first timed step, which ran at 54% (WORKSPACE.md, "Kernel gradients by
+kernel row" and "Repeat runs"). Keeping freed memory in malloc (`--keep_freed_memory`, the
+default, as in vpn_jax.main) took 14-26% off the step at 4 frames and 7-18% at 20 on that host
+(WORKSPACE.md, "Freed memory"); without chunks at 20 frames it held 21.8 GB.
 With `--remat` the count includes the recomputed forward passes (hardware FLOPs, not model FLOPs).
 """
 
