@@ -17,11 +17,11 @@ from typing import Any, Dict, Mapping, Optional
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import ml_collections
 
 from vpn_jax import checkpoint as ckpt
+from vpn_jax import console
 from vpn_jax import input_pipeline
 from vpn_jax import train as train_lib
 from vpn_jax import xla_cpu
@@ -195,8 +195,7 @@ def main(argv):
     xla_cpu.configure_scheduler()
     if fv.keep_freed_memory:
         xla_cpu.keep_freed_memory()
-    if fv['verbosity'].using_default_value:
-        logging.set_verbosity(logging.WARNING)  # Keeps orbax's INFO lines off the console.
+    console.quiet_unless_asked()  # Orbax's INFO lines would bury the progress bar and results.
     path = fv.checkpoint or fv.workdir
     if not path:
         raise app.UsageError('Give --workdir (with --config) or --checkpoint.')

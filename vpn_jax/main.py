@@ -18,6 +18,7 @@ import jax
 from ml_collections import config_flags
 
 from vpn_jax import checkpoint
+from vpn_jax import console
 from vpn_jax import evaluate
 from vpn_jax import sample_main
 from vpn_jax import train
@@ -46,8 +47,7 @@ def main(argv):
     xla_cpu.configure_scheduler()
     if FLAGS.keep_freed_memory:
         xla_cpu.keep_freed_memory()
-    if FLAGS['verbosity'].using_default_value:
-        logging.set_verbosity(logging.WARNING)  # Keeps orbax's INFO lines off the console.
+    console.quiet_unless_asked()  # Orbax's INFO lines would bury the progress bar and results.
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     if FLAGS.coordinator_address or FLAGS.num_processes:
@@ -70,8 +70,6 @@ def main(argv):
         if FLAGS.num_sample_videos:
             # Continuations of test sequences from the final parameters (vpn_jax.sample).
             module, variables, saved_config = checkpoint.load_checkpoint(FLAGS.workdir)
-            if FLAGS['verbosity'].using_default_value:
-                logging.set_verbosity(logging.WARNING)  # Orbax's restore raises it.
             grid = sample_main.write_continuations(module,
                                                    variables,
                                                    saved_config,
