@@ -1,4 +1,4 @@
-"""Console logging of the command-line programs (`vpn_jax.main`, `vpn_jax.evaluate`).
+"""Console logging of the command-line programs (`vpn_jax.main`, `.evaluate`, `.sample_main`).
 
 Their console shows a progress bar and a results table; orbax, TFDS and JAX log dozens of INFO
 lines per checkpoint save and restore, which would bury both. So the programs log warnings and

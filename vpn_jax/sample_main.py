@@ -21,10 +21,10 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import numpy as np
 
+from vpn_jax import console
 from vpn_jax import sampling
 from vpn_jax import visualize
 
@@ -112,9 +112,10 @@ def write_continuations(module,
     states = data.get('states')
     if states is not None:
         states = states[:, :num_context]
-    logging.info('Sampling %d x %d continuations of %d frames of %s on %s.', len(video),
-                 num_samples, num_frames, video.shape[2:],
-                 jax.devices()[0].device_kind)
+    print(
+        f'Sampling {len(video)} x {num_samples} continuations of {num_frames} frames of '
+        f'{video.shape[2:]} on {jax.devices()[0].device_kind}...',
+        flush=True)
     start = time.perf_counter()
     samples = sampling.sample(module,
                               variables,
@@ -126,7 +127,7 @@ def write_continuations(module,
                               temperature=temperature,
                               num_samples=num_samples)
     samples = np.asarray(jax.device_get(samples))
-    logging.info('Sampled in %.1f s.', time.perf_counter() - start)
+    print(f'Sampled in {time.perf_counter() - start:.1f} s.', flush=True)
     write_outputs(out,
                   samples,
                   video,
@@ -142,6 +143,7 @@ def main(argv):
     # the sampler is faster with it (vpn_jax/xla_cpu.py).
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    console.quiet_unless_asked()  # Orbax logs dozens of INFO lines per restore.
     from vpn_jax.checkpoint import load_checkpoint
     module, variables, config = load_checkpoint(FLAGS.workdir, FLAGS.step)
     try:
