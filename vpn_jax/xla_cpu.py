@@ -98,8 +98,8 @@ def keep_freed_memory(environ: Optional[MutableMapping[str, str]] = None) -> boo
     `image_chunk=2`, 21.9-22.0 GB in two of three runs, at 55-63% of the matmul, against 12.1
     GB and 72% in the third. One arena held 11.9-12.0 GB at 71-74% in four of five runs; in the
     fifth the heap still doubled once, in the first timed step: XLA:CPU takes a step's
-    temporaries as one 10.2 GB block, and a small allocation split from the freed block leaves it
-    too small for the next step (WORKSPACE.md, "Kernel gradients by kernel row", "Repeat
+    temporaries as one 10.2 GB block, and, most likely (not traced), a small allocation split
+    from the freed block left it too small for the next step (WORKSPACE.md, "Kernel gradients by kernel row", "Repeat
     runs"). What one arena costs: compiles ~10-30% slower. It had also made the `cpu`
     config's step slower than two arenas with the per-tap kernel gradient (3.2-3.3 against
     2.5-2.8 s); with the kernel gradient by row it does not (1.94-2.00 against 2.04-2.29 s).
