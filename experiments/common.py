@@ -8,6 +8,8 @@ import ml_collections
 
 PAPER_VARIANTS = ('vpn_rmb_dilation', 'vpn_rmb', 'vpn_relu_dilation', 'vpn_relu', 'baseline')
 VARIANTS = PAPER_VARIANTS + ('cpu', )
+# Moving MNIST only: the recipe of the shipped CPU-trained models (experiments/moving_mnist.py).
+CPU_RECIPE_VARIANTS = ('cpu_vpn', 'cpu_baseline')
 
 # Sect. 4.3: two repetitions of [1, 2, 4, 8] over the 8 encoder RMBs. The ReLU variants have
 # twice the blocks with one 3x3 convolution each, so each rate covers two consecutive blocks:
@@ -92,6 +94,8 @@ def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
     defaults are the paper's (sect. 5.1, 6.1) where it gives them.
     """
     train = config.train
+    # Context frames of a training sequence (the loss covers the rest); 0: data.num_context.
+    train.num_context = 0
     # RMSProp as in TF1's tf.train.RMSPropOptimizer (2016): decay 0.9, eps 1e-10 inside the
     # square root, mean-square accumulator initialised to 1, no momentum, not centred.
     train.rmsprop_decay = 0.9

@@ -3,6 +3,8 @@
 from vpn_jax.checkpoint import load_checkpoint
 from vpn_jax.likelihood import frame_log_likelihoods
 from vpn_jax.likelihood import log_likelihood
+from vpn_jax.likelihood import pixel_log_likelihoods
+from vpn_jax.pretrained import load_pretrained
 from vpn_jax.sampling import sample
 from vpn_jax.vpn import VideoPixelNetwork
 from vpn_jax.vpn import build_model
@@ -19,7 +21,9 @@ __all__ = [
     'frame_log_likelihoods',
     'init_variables',
     'load_checkpoint',
+    'load_pretrained',
     'log_likelihood',
+    'pixel_log_likelihoods',
     'sample',
     'visualize',
 ]

@@ -23,6 +23,8 @@ Datasets (`config.data.name`):
   training windows (`vpn_jax.pushing.train_batch`), 20-frame evaluation sequences.
 * 'push_sim': the procedural stand-in `vpn_jax.push_sim` (train / validation / test from
   seeds `config.data.sim_seeds`), for CPU runs and the action-conditioning check.
+* 'video_array': your own videos, a uint8[N, T, H, W, C] .npy at `config.data.path`, split by
+  `data.validation_fraction` / `data.test_fraction` (`vpn_jax.video_array`).
 """
 
 import os
@@ -34,8 +36,9 @@ import numpy as np
 from vpn_jax import moving_mnist
 from vpn_jax import pushing
 from vpn_jax import push_sim
+from vpn_jax import video_array
 
-DATASETS = ('moving_mnist', 'robotic_pushing', 'bair_robot_pushing', 'push_sim')
+DATASETS = ('moving_mnist', 'robotic_pushing', 'bair_robot_pushing', 'push_sim', 'video_array')
 PUSHING = ('robotic_pushing', 'bair_robot_pushing', 'push_sim')
 Batch = Dict[str, np.ndarray]
 
@@ -111,7 +114,17 @@ def eval_split(config: ml_collections.ConfigDict, which: str) -> tuple:
     """(dataset, split) evaluated as `which` ('validation' or 'test')."""
     if which not in ('validation', 'test'):
         raise ValueError(f"which must be 'validation' or 'test'; got {which!r}.")
+    if config.data.name == 'video_array':
+        return config.data.path, which
     return config.data[f'{which}_dataset'], config.data[f'{which}_split']
+
+
+def _array_split(config: ml_collections.ConfigDict, split: str) -> video_array.VideoArraySource:
+    return video_array.open_split(config.data.path,
+                                  split,
+                                  validation_fraction=config.data.validation_fraction,
+                                  test_fraction=config.data.test_fraction,
+                                  split_seed=config.data.get('split_seed', 0))
 
 
 def eval_source(config: ml_collections.ConfigDict, which: str) -> Any:
@@ -122,6 +135,8 @@ def eval_source(config: ml_collections.ConfigDict, which: str) -> Any:
     """
     if config.data.name == 'push_sim':
         return _sim_source(config, which)
+    if config.data.name == 'video_array':
+        return _array_split(config, which)
     dataset, split = eval_split(config, which)
     return _tfds_source(dataset, split, config)
 
@@ -136,6 +151,8 @@ def train_source(config: ml_collections.ConfigDict) -> Any:
                                         data_dir=config.data.tfds_data_dir or None)
     if name == 'push_sim':
         return _sim_source(config, 'train')
+    if name == 'video_array':
+        return _array_split(config, 'train')
     return _tfds_source(name, config.data.get('train_split', 'train'), config)
 
 
@@ -155,9 +172,31 @@ def check_data(config: ml_collections.ConfigDict, *, train: bool = True) -> None
     if name == 'moving_mnist' and train and config.data.digits == 'idx' and \
             not config.data.digits_dir:
         raise ValueError("data.digits='idx' needs data.digits_dir (the folder with the IDX files).")
-    nc, t = config.data.num_context, config.data.num_frames
+    # Evaluation scores frames num_context.. of eval_num_frames; training may use shorter
+    # sequences with its own train.num_context (checked in train.check_config).
+    nc, t = config.data.num_context, config.data.get('eval_num_frames', config.data.num_frames)
     if not 1 <= nc < t:
-        raise ValueError(f'data.num_context must be in [1, {t - 1}]; got {nc}.')
+        raise ValueError(f'data.num_context must be in [1, {t - 1}] (data.eval_num_frames - 1); '
+                         f'got {nc}.')
+    if name == 'video_array':
+        path = config.data.get('path', '')
+        if not path:
+            raise ValueError("data.name='video_array' needs data.path: a .npy of uint8[N, T, H, "
+                             "W, C] videos (vpn_jax.video_array.save).")
+        if not os.path.isfile(os.path.expanduser(path)):
+            raise FileNotFoundError(f'config.data.path={path!r} does not exist; write it with '
+                                    'vpn_jax.video_array.save(path, videos).')
+        videos = video_array.load(path)
+        video_array.split_indices(len(videos),
+                                  validation_fraction=config.data.validation_fraction,
+                                  test_fraction=config.data.test_fraction)
+        for field in ('num_frames', 'eval_num_frames'):
+            if config.data[field] > videos.shape[1]:
+                raise ValueError(f'data.{field}={config.data[field]} exceeds the '
+                                 f'{videos.shape[1]} frames of the videos in {path}.')
+        if videos.shape[-1] != config.model.num_colors:
+            raise ValueError(f'The videos in {path} have {videos.shape[-1]} colour channels; set '
+                             f'model.num_colors={videos.shape[-1]}.')
     if name == 'push_sim' and len(config.data.sim_sizes) != 3:
         raise ValueError('data.sim_sizes must give (train, validation, test) sizes.')
 
@@ -195,6 +234,14 @@ def train_batch(config: ml_collections.ConfigDict,
                                           step * process_count + process_index,
                                           num_frames=config.data.num_frames)
         return _finish({'video': video}, config)
+    if config.data.name == 'video_array':
+        # Every process draws the global batch and keeps its share.
+        video = video_array.train_batch(source,
+                                        batch_size=global_batch,
+                                        num_frames=config.data.num_frames,
+                                        seed=config.train.seed,
+                                        step=step)
+        return _finish({'video': video[process_index * local:(process_index + 1) * local]}, config)
     batch = pushing.train_batch(source,
                                 seed=config.train.seed,
                                 step=step,
@@ -205,8 +252,8 @@ def train_batch(config: ml_collections.ConfigDict,
     return _finish(batch, config, (0, step, process_index))
 
 
-def _moving_mnist_eval(source: Any, batch_size: int, num_frames: int, process_index: int,
-                       process_count: int, max_batches: int) -> Iterator[Batch]:
+def _video_eval(source: Any, batch_size: int, num_frames: int, process_index: int,
+                process_count: int, max_batches: int) -> Iterator[Batch]:
     n = len(source)
     local = batch_size // process_count
     for b, start in enumerate(range(0, n, batch_size)):
@@ -248,9 +295,8 @@ def eval_batches(config: ml_collections.ConfigDict,
         raise ValueError(f'eval.batch_size={batch_size} is not divisible by the {process_count} '
                          'processes.')
     num_frames = config.data.eval_num_frames
-    if config.data.name == 'moving_mnist':
-        it = _moving_mnist_eval(source, batch_size, num_frames, process_index, process_count,
-                                max_batches)
+    if config.data.name in ('moving_mnist', 'video_array'):
+        it = _video_eval(source, batch_size, num_frames, process_index, process_count, max_batches)
     else:
         it = pushing.eval_batches(source,
                                   batch_size=batch_size,

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import optax
 
 
-def frame_log_likelihoods(logits: jax.Array, frames: jax.Array, output: str) -> jax.Array:
-    """Log-likelihood of each frame, summed over its sub-pixels; float32[B, T].
+def pixel_log_likelihoods(logits: jax.Array, frames: jax.Array, output: str) -> jax.Array:
+    """Log-likelihood of every sub-pixel; float32[B, T, H, W, C] (minus its NLL heat map).
 
     Args:
       logits: float32[B, T, H, W, C, 256] ('softmax') or float32[B, T, H, W, C] ('sigmoid').
@@ -18,11 +18,18 @@ def frame_log_likelihoods(logits: jax.Array, frames: jax.Array, output: str) -> 
         (a log-likelihood in nats when the frames are binary, 0 or 255).
     """
     if output == 'softmax':
-        ll = -optax.softmax_cross_entropy_with_integer_labels(logits, frames.astype(jnp.int32))
-    elif output == 'sigmoid':
-        ll = -optax.sigmoid_binary_cross_entropy(logits, frames.astype(jnp.float32) / 255.0)
-    else:
-        raise ValueError(f"output must be 'softmax' or 'sigmoid', got {output!r}.")
+        return -optax.softmax_cross_entropy_with_integer_labels(logits, frames.astype(jnp.int32))
+    if output == 'sigmoid':
+        return -optax.sigmoid_binary_cross_entropy(logits, frames.astype(jnp.float32) / 255.0)
+    raise ValueError(f"output must be 'softmax' or 'sigmoid', got {output!r}.")
+
+
+def frame_log_likelihoods(logits: jax.Array, frames: jax.Array, output: str) -> jax.Array:
+    """Log-likelihood of each frame, summed over its sub-pixels; float32[B, T].
+
+    Arguments as for `pixel_log_likelihoods`.
+    """
+    ll = pixel_log_likelihoods(logits, frames, output)
     return ll.reshape(ll.shape[:2] + (-1, )).sum(-1)
 
 

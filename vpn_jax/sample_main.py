@@ -1,8 +1,10 @@
 r"""Samples continuations of a few evaluation sequences from a trained run; writes a grid and GIF.
 
     python -m vpn_jax.sample_main --workdir=/tmp/mm --num_samples=3 --out=/tmp/mm_samples
+    python -m vpn_jax.sample_main --pretrained=moving_mnist_cpu --out=/tmp/vpn_samples
 
-Loads the newest checkpoint of `--workdir` (model and config from the checkpoint itself), takes
+Loads the newest checkpoint of `--workdir` (model and config from the checkpoint itself), or a
+shipped model (`--pretrained`, see `vpn_jax.pretrained`), takes
 the first `--num_videos` sequences of the evaluation split, gives the model the first
 `data.num_context` frames (and, for pushing, all actions and the context states) and samples
 `--num_samples` continuations of each. Writes to `--out`:
@@ -35,6 +37,9 @@ def define_flags() -> None:
     """This command's flags; defined only when it runs, so that `vpn_jax.main` can import the
     module (both define --workdir)."""
     flags.DEFINE_string('workdir', None, 'Training run directory (holds checkpoints/).')
+    flags.DEFINE_string(
+        'pretrained', None, 'A shipped model instead of --workdir, e.g. '
+        'moving_mnist_cpu (vpn_jax.pretrained.names()).')
     flags.DEFINE_string('out', None, 'Directory for grid.png, samples.gif, samples.npz.')
     flags.DEFINE_integer('num_samples', 3, 'Continuations per sequence.')
     flags.DEFINE_integer('num_videos', 4, 'Evaluation sequences to continue.')
@@ -46,7 +51,7 @@ def define_flags() -> None:
     flags.DEFINE_integer('step', None, 'Checkpoint step; default the newest.')
     flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling of frames in the images.')
     flags.DEFINE_float('fps', 4.0, 'GIF frames per second.')
-    flags.mark_flags_as_required(['workdir', 'out'])
+    flags.mark_flags_as_required(['out'])
 
 
 def evaluation_sequences(config, split: str, num_videos: int) -> dict:
@@ -144,8 +149,20 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     console.quiet_unless_asked()  # Orbax logs dozens of INFO lines per restore.
-    from vpn_jax.checkpoint import load_checkpoint
-    module, variables, config = load_checkpoint(FLAGS.workdir, FLAGS.step)
+    if (FLAGS.workdir is None) == (FLAGS.pretrained is None):
+        raise app.UsageError('Give exactly one of --workdir (a training run) and --pretrained '
+                             '(a shipped model).')
+    if FLAGS.out and os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
+        raise app.UsageError(f'--out={FLAGS.out} is a file; give a directory.')
+    if FLAGS.pretrained:
+        from vpn_jax.pretrained import load_pretrained
+        try:
+            module, variables, config = load_pretrained(FLAGS.pretrained)
+        except ValueError as e:
+            raise app.UsageError(str(e)) from e
+    else:
+        from vpn_jax.checkpoint import load_checkpoint
+        module, variables, config = load_checkpoint(FLAGS.workdir, FLAGS.step)
     try:
         grid = write_continuations(module,
                                    variables,

@@ -118,6 +118,16 @@ def sequence_nll(module: VideoPixelNetwork, params: Any, video: jax.Array,
         {'params': params}, video, actions, states, num_context, method=_predicted_log_likelihood)
 
 
+def train_num_context(config: ml_collections.ConfigDict) -> int:
+    """Context frames of a training sequence: the loss covers frames num_context..T-1.
+
+    `train.num_context` when set (> 0), else `data.num_context` (the paper's: training scores the
+    same frames as evaluation). A smaller value scores more frames per sequence for the same
+    encoder and ConvLSTM compute; evaluation always uses `data.num_context`.
+    """
+    return int(config.train.get('num_context', 0) or config.data.num_context)
+
+
 def make_optimizer(config: ml_collections.ConfigDict):
     """(tx, plateau): RMSProp (optionally after global-norm clipping) and the plateau schedule.
 
@@ -189,7 +199,7 @@ def make_train_step(config: ml_collections.ConfigDict, module: VideoPixelNetwork
     metrics: {'loss': float32[] in the paper's units, 'grad_norm': float32[]}.
     """
     tx, _ = make_optimizer(config)
-    num_context = config.data.num_context
+    num_context = train_num_context(config)
 
     def local_step(state: TrainState, batch):
         video, actions, states = input_pipeline.model_args(batch)
@@ -304,6 +314,11 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> None
                  'keep_checkpoints'):
         if t[name] < 1:
             raise ValueError(f'train.{name} must be >= 1; got {t[name]}.')
+    nc, t = train_num_context(config), config.data.num_frames
+    if not 1 <= nc < t:
+        raise ValueError(f'Training sequences have data.num_frames={t} frames, so their context '
+                         f'(train.num_context, or data.num_context when that is 0) must be in '
+                         f'[1, {t - 1}]; got {nc}.')
     build_module(config)  # Raises ValueError on a bad model config.
     input_pipeline.check_data(config)
 

@@ -10,11 +10,14 @@ Grid layout (one block of rows per video, blocks separated by a wider gap):
 Frames are framed by a thin border: grey for the given context, red for generated frames,
 green for the ground truth's continuation, so that a reader sees where generation starts.
 
-In a notebook, `mediapy.show_videos(list(videos))` plays the uint8[N, T, H, W, C] arrays that
-`vpn_jax.sample` returns (grayscale videos with C = 1: pass `videos[..., 0]`), and
-`mediapy.show_image(make_grid(...))` shows a grid.
+In a notebook, `show_videos(videos)` plays the uint8[N, T, H, W, C] arrays that `vpn_jax.sample`
+returns, with mediapy and the ffmpeg of the imageio-ffmpeg wheel (no system ffmpeg needed), or
+as GIFs where neither is there; `mediapy.show_image(make_grid(...))` shows a grid.
 """
 
+import base64
+import io
+import shutil
 from typing import Optional, Sequence
 
 import numpy as np
@@ -173,3 +176,73 @@ def save_gif(path: str, frames: np.ndarray, *, fps: float = 4.0, loop: bool = Tr
                    duration=int(round(1000 / fps)),
                    optimize=False,
                    **extra)
+
+
+def configure_ffmpeg() -> Optional[str]:
+    """Points mediapy at an ffmpeg binary; returns its path, or None when there is none.
+
+    The system's ffmpeg when it is on PATH, else the one inside the imageio-ffmpeg wheel (a
+    dependency of vpn_jax), so that mediapy's video display works in a fresh virtualenv.
+    """
+    import mediapy
+    path = shutil.which('ffmpeg')
+    if path is None:
+        try:
+            import imageio_ffmpeg
+            path = imageio_ffmpeg.get_ffmpeg_exe()
+        except (ImportError, RuntimeError):
+            return None
+    mediapy.set_ffmpeg(path)
+    return path
+
+
+def gif_bytes(frames: np.ndarray, *, fps: float = 4.0) -> bytes:
+    """uint8[T, H, W, C] (C = 1 or 3) as the bytes of a looping GIF."""
+    from PIL import Image
+    frames = to_rgb(np.asarray(frames))
+    images = [Image.fromarray(f) for f in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer,
+                   format='GIF',
+                   save_all=True,
+                   append_images=images[1:],
+                   duration=int(round(1000 / fps)),
+                   loop=0)
+    return buffer.getvalue()
+
+
+def show_videos(videos: np.ndarray,
+                *,
+                titles: Optional[Sequence[str]] = None,
+                fps: float = 4.0,
+                scale: int = 2,
+                codec: str = 'auto') -> str:
+    """Plays videos side by side in a notebook; returns the codec used ('h264' or 'gif').
+
+    videos: uint8[N, T, H, W, C] (C = 1 or 3), e.g. what `vpn_jax.sample` returns.
+    codec: 'auto' (mediapy's h264 when an ffmpeg is found, see `configure_ffmpeg`, else GIFs
+      drawn by Pillow), 'h264' or 'gif'.
+    """
+    from IPython import display
+    videos = np.asarray(videos)
+    if videos.ndim != 5 or videos.dtype != np.uint8:
+        raise ValueError(f'videos must be uint8[N, T, H, W, C]; got {videos.dtype} '
+                         f'{list(videos.shape)}.')
+    if codec not in ('auto', 'h264', 'gif'):
+        raise ValueError(f"codec must be 'auto', 'h264' or 'gif'; got {codec!r}.")
+    videos = np.repeat(np.repeat(to_rgb(videos), scale, axis=2), scale, axis=3)
+    if codec != 'gif' and configure_ffmpeg() is not None:
+        import mediapy
+        mediapy.show_videos(list(videos), titles=titles, fps=fps, codec='h264')
+        return 'h264'
+    if codec == 'h264':
+        raise RuntimeError('No ffmpeg: install imageio-ffmpeg (pip install imageio-ffmpeg) or '
+                           "use codec='gif'.")
+    cells = []
+    for i, video in enumerate(videos):
+        data = base64.b64encode(gif_bytes(video, fps=fps)).decode('ascii')
+        title = '' if titles is None else f'<div>{titles[i]}</div>'
+        cells.append(f'<td style="padding:4px;text-align:center">{title}'
+                     f'<img src="data:image/gif;base64,{data}"/></td>')
+    display.display(display.HTML('<table><tr>' + ''.join(cells) + '</tr></table>'))
+    return 'gif'

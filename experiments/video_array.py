@@ -1,0 +1,80 @@
+r"""Your own videos: a uint8[N, T, H, W, C] .npy (see vpn_jax/video_array.py).
+
+    python -m vpn_jax.main --config=experiments/video_array.py:cpu \
+        --config.data.path=/data/my_clips.npy --config.model.num_colors=3 --workdir=/tmp/mine
+
+Variants: cpu (the small VPN of the Moving MNIST `cpu` config, a few minutes of a laptop CPU
+per hundred steps at 64x64) and vpn_rmb_dilation (the paper's model, for accelerators). Frames
+are modelled with the 256-way softmax of sect. 6 (nats/dim); RGB or grey (model.num_colors must
+match the videos' C).
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _common():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'common.py')
+    spec = importlib.util.spec_from_file_location('vpn_experiments_common', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+VARIANTS = ('cpu', 'vpn_rmb_dilation')
+
+
+def get_config(variant: str = 'cpu') -> ml_collections.ConfigDict:
+    common = _common()
+    if variant not in VARIANTS:
+        raise ValueError(f'Unknown variant {variant!r}; expected one of {VARIANTS}.')
+    config = ml_collections.ConfigDict()
+    config.variant = variant
+    if variant == 'cpu':
+        config.model = common.cpu_model(output='softmax', num_colors=3, top_channels=48)
+    else:
+        config.model = common.paper_model(variant,
+                                          top_channels=1536,
+                                          output='softmax',
+                                          num_colors=3)
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = 'video_array'
+    # The .npy of uint8[N, T, H, W, C] videos (vpn_jax.video_array.save).
+    config.data.path = ''
+    # Fractions of the videos held out for validation and test (a fixed seeded split).
+    config.data.validation_fraction = 0.1
+    config.data.test_fraction = 0.1
+    config.data.split_seed = 0
+    # Training windows of num_frames frames; evaluation scores frames num_context.. of the
+    # first eval_num_frames frames of each held-out video.
+    config.data.num_frames = 8
+    config.data.num_context = 2
+    config.data.eval_num_frames = 8
+    # Frame size (H = W); smaller than the videos' takes a central crop.
+    config.data.image_size = 64
+    config.data.tfds_data_dir = ''
+
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 64
+    config.train.num_steps = 100_000
+    config.train.learning_rate = 1e-4
+    config.train.seed = 0
+    common.training_defaults(config)
+    if variant == 'cpu':
+        # As the pushing `cpu` config: nats/dim gradients are small, so RMSProp's mean-square
+        # accumulator starts at 0 (PyTorch) rather than TF1's 1.
+        config.train.rmsprop_initial_scale = 0.0
+        config.train.batch_size = 4
+        config.train.num_steps = 300
+        config.train.learning_rate = 1e-3
+        config.train.num_context = 1
+        config.train.eval_every_steps = 100
+        config.train.checkpoint_every_steps = 100
+        config.train.log_every_steps = 10
+        config.eval.batch_size = 8
+        config.eval.validation_batches = 2
+        config.eval.test_batches = 0
+    return config

@@ -1,0 +1,163 @@
+r"""The README's figures: learning curves and samples of the shipped Moving MNIST models.
+
+    python -m vpn_jax.figures curves --runs=docs/runs --out=docs/learning_curves.png
+    python -m vpn_jax.figures samples --out=docs/moving_mnist_samples
+
+`curves` reads every `<name>.metrics.jsonl` in --runs (a training run's own metrics.jsonl) and
+plots validation nats/frame against the step and against core-hours of training (the summed
+step times, evaluation excluded, times the cores the run used: `--cores`).
+
+`samples` continues the first test sequences like the paper's Figure 5: per video the rows are
+two VPN samples, one baseline sample and the truth (10 context frames, then 10 generated). It
+writes `OUT.png` (the grid) and `OUT.gif` (the same rows, animated).
+"""
+
+import json
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+
+def read_metrics(path: str) -> List[Dict]:
+    """Rows of a metrics.jsonl; for a step logged twice (a resumed run), the newest row wins."""
+    rows: Dict[tuple, Dict] = {}
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                rows[(row['step'], tuple(sorted(k for k in row if '/' in k)))] = row
+    return sorted(rows.values(), key=lambda r: r['step'])
+
+
+def validation_curve(rows: Sequence[Dict], cores: int = 1) -> Dict[str, np.ndarray]:
+    """{'step', 'core_hours', 'nll'} of the validation evaluations in `rows`.
+
+    core_hours at a step sums (steps since the previous log) / steps_per_second over the logged
+    training intervals up to that step, times `cores`.
+    """
+    seconds, last_step, elapsed = {}, 0, 0.0
+    for row in rows:
+        if 'train/steps_per_second' in row and row['step'] > last_step:
+            elapsed += (row['step'] - last_step) / row['train/steps_per_second']
+            last_step = row['step']
+        seconds[row['step']] = elapsed
+    val = [r for r in rows if 'validation/nll' in r]
+    return {
+        'step': np.array([r['step'] for r in val]),
+        'core_hours': np.array([seconds[r['step']] * cores / 3600 for r in val]),
+        'nll': np.array([r['validation/nll'] for r in val]),
+    }
+
+
+def plot_curves(runs: Dict[str, str],
+                out: str,
+                *,
+                cores: int = 1,
+                reference: Dict[str, float] = None) -> None:
+    """Two panels (against step, against core-hours), one line per run; `reference` adds
+    horizontal lines {label: nats/frame}."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for name, path in sorted(runs.items()):
+        curve = validation_curve(read_metrics(path), cores)
+        axes[0].plot(curve['step'], curve['nll'], label=name)
+        axes[1].plot(curve['core_hours'], curve['nll'], label=name)
+    for label, value in (reference or {}).items():
+        for ax in axes:
+            ax.axhline(value, color='grey', linestyle=':', linewidth=1)
+        axes[1].annotate(label, (1.0, value),
+                         xycoords=('axes fraction', 'data'),
+                         ha='right',
+                         va='bottom',
+                         fontsize=8,
+                         color='grey')
+    axes[0].set_xlabel('training step')
+    axes[1].set_xlabel('core-hours (2-core laptop CPU, one core per run)')
+    axes[0].set_ylabel('validation NLL (nats/frame)')
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle('Moving MNIST: validation NLL of frames 10-19 given 0-9')
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def sample_rows(vpn: str = 'moving_mnist_cpu',
+                baseline: str = 'moving_mnist_cpu_baseline',
+                *,
+                num_videos: int = 3,
+                seed: int = 0,
+                temperature: float = 1.0):
+    """(rows uint8[num_videos * 3, 20, 64, 64, 1], truth uint8[num_videos, 20, 64, 64, 1],
+    num_context): per video two VPN samples, then one baseline sample."""
+    import jax
+    from vpn_jax.pretrained import load_pretrained
+    from vpn_jax.sample_main import evaluation_sequences
+    from vpn_jax.sampling import sample
+    vpn_model = load_pretrained(vpn)
+    base_model = load_pretrained(baseline)
+    config = vpn_model[2]
+    nc = int(config.data.num_context)
+    video = evaluation_sequences(config, 'test', num_videos)['video']
+    context, num_frames = video[:, :nc], video.shape[1] - nc
+    key = jax.random.key(seed)
+    vpn_samples = np.asarray(
+        sample(*vpn_model[:2],
+               context,
+               num_frames=num_frames,
+               rng=key,
+               num_samples=2,
+               temperature=temperature))
+    base_samples = np.asarray(
+        sample(*base_model[:2], context, num_frames=num_frames, rng=key, temperature=temperature))
+    rows = np.concatenate(
+        [vpn_samples.reshape((num_videos, 2) + vpn_samples.shape[1:]), base_samples[:, None]],
+        axis=1)
+    return rows.reshape((-1, ) + rows.shape[2:]), video, nc
+
+
+def _main(argv):
+    from absl import flags
+    from vpn_jax import visualize
+    fv = flags.FLAGS
+    if len(argv) != 2 or argv[1] not in ('curves', 'samples'):
+        raise SystemExit('usage: python -m vpn_jax.figures {curves,samples} [flags]')
+    os.makedirs(os.path.dirname(os.path.abspath(fv.out)), exist_ok=True)
+    if argv[1] == 'curves':
+        runs = {
+            f[:-len('.metrics.jsonl')]: os.path.join(fv.runs, f)
+            for f in os.listdir(fv.runs) if f.endswith('.metrics.jsonl')
+        }
+        plot_curves(runs,
+                    fv.out,
+                    cores=fv.cores,
+                    reference={
+                        'split lower bound 87.96': 87.96,
+                        'paper VPN 87.6': 87.6,
+                        'paper baseline 110.1': 110.1
+                    })
+        print(f'wrote {fv.out}')
+        return
+    rows, truth, nc = sample_rows(num_videos=fv.num_videos,
+                                  seed=fv.seed,
+                                  temperature=fv.temperature)
+    kwargs = dict(num_context=nc, num_samples=3, scale=2, border=2)
+    visualize.save_png(fv.out + '.png', visualize.make_grid(rows, truth, **kwargs))
+    visualize.save_gif(fv.out + '.gif', visualize.make_animation(rows, truth, **kwargs), fps=4)
+    print(f'wrote {fv.out}.png and {fv.out}.gif')
+
+
+if __name__ == '__main__':
+    from absl import app, flags
+    flags.DEFINE_string('out', None, 'Output file (curves) or path prefix (samples).')
+    flags.DEFINE_string('runs', 'docs/runs', 'curves: folder of <name>.metrics.jsonl files.')
+    flags.DEFINE_integer('cores', 1, 'curves: CPU cores each run trained on.')
+    flags.DEFINE_integer('num_videos', 3, 'samples: test sequences to continue.')
+    flags.DEFINE_integer('seed', 0, 'samples: sampling seed.')
+    flags.DEFINE_float('temperature', 1.0, 'samples: sampling temperature.')
+    flags.mark_flags_as_required(['out'])
+    app.run(_main)

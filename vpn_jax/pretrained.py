@@ -1,0 +1,216 @@
+"""Trained models shipped with the package.
+
+    module, variables, config = vpn_jax.load_pretrained('moving_mnist_cpu')
+
+Each model is a folder `vpn_jax/weights/<name>/` with two files:
+
+* `params.msgpack`: the float32 parameters, as `flax.serialization.msgpack_serialize` writes a
+  nested dict of arrays (no optimiser state; msgpack holds no code, so loading executes nothing);
+* `model.json`: `{'config': the experiment config it was trained with, 'sha256': of
+  params.msgpack, 'training': {'step', 'batch_size', 'train_seconds', 'cores', ...},
+  'results': {...}}`; `results` holds the figures `python -m vpn_jax.score_pretrained` measured,
+  which `tests/test_pretrained.py` checks the weights still reproduce.
+
+`python -m vpn_jax.pretrained --workdir=W --name=N [--step=S]` exports a training run's
+checkpoint into that layout.
+"""
+
+import hashlib
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import serialization
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights')
+PARAMS_FILE = 'params.msgpack'
+INFO_FILE = 'model.json'
+
+
+def names() -> List[str]:
+    """The shipped models, sorted."""
+    if not os.path.isdir(WEIGHTS_DIR):
+        return []
+    return sorted(n for n in os.listdir(WEIGHTS_DIR)
+                  if os.path.isfile(os.path.join(WEIGHTS_DIR, n, INFO_FILE)))
+
+
+def model_dir(name: str, weights_dir: Optional[str]) -> str:
+    root = weights_dir or WEIGHTS_DIR
+    known = names() if weights_dir is None else sorted(os.listdir(root))
+    if not isinstance(name, str) or name not in known:
+        raise ValueError(f'Unknown pretrained model {name!r}; known: {known}.')
+    return os.path.join(root, name)
+
+
+def info(name: str, *, weights_dir: Optional[str] = None) -> Dict[str, Any]:
+    """The model's `model.json`: config, sha256, training and results."""
+    with open(os.path.join(model_dir(name, weights_dir), INFO_FILE), encoding='utf-8') as f:
+        return json.load(f)
+
+
+def _abstract_params(module, config: ml_collections.ConfigDict) -> Any:
+    from vpn_jax.vpn import init_variables
+    size = int(config.data.image_size)
+    shapes = jax.eval_shape(
+        lambda: init_variables(module, jax.random.key(0), height=size, width=size))
+    return shapes['params']
+
+
+def load_pretrained(
+        name: str,
+        *,
+        weights_dir: Optional[str] = None) -> Tuple[Any, Dict[str, Any], ml_collections.ConfigDict]:
+    """Loads a shipped model, like `load_checkpoint` loads a training run.
+
+    Args:
+      name: one of `vpn_jax.pretrained.names()`, e.g. 'moving_mnist_cpu'.
+      weights_dir: a folder of exported models to read instead of the package's.
+    Returns:
+      (module, variables, config): a `VideoPixelNetwork`, `{'params': ...}` (float32 arrays on
+      the default device) and the experiment config it was trained with.
+    Raises:
+      ValueError: for an unknown name (the message lists the known ones), or when the file does
+        not match its recorded checksum or the model its config builds.
+    """
+    from vpn_jax.vpn import build_model
+    directory = model_dir(name, weights_dir)
+    record = info(name, weights_dir=weights_dir)
+    with open(os.path.join(directory, PARAMS_FILE), 'rb') as f:
+        blob = f.read()
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != record['sha256']:
+        raise ValueError(f'{os.path.join(directory, PARAMS_FILE)} is corrupt: its sha256 is '
+                         f'{digest}, model.json records {record["sha256"]}. Reinstall vpn_jax.')
+    config = ml_collections.ConfigDict(record['config'])
+    module = build_model(config.model)
+    params = serialization.msgpack_restore(blob)
+    expected = _abstract_params(module, config)
+    got_shapes = jax.tree_util.tree_map(lambda x: (tuple(x.shape), str(x.dtype)), params)
+    want_shapes = jax.tree_util.tree_map(lambda x: (tuple(x.shape), str(x.dtype)), expected)
+    if got_shapes != want_shapes:
+        raise ValueError(f'{name}: the stored parameters do not match the model its config '
+                         'builds (a different tree, shape or dtype).')
+    return module, {'params': jax.tree_util.tree_map(jnp.asarray, params)}, config
+
+
+def _training_record(workdir: str, step: int, config: ml_collections.ConfigDict,
+                     cores: int) -> Dict[str, Any]:
+    """Steps, batch and the training seconds up to `step`, summed from metrics.jsonl."""
+    seconds = 0.0
+    path = os.path.join(workdir, 'metrics.jsonl')
+    last = 0
+    if os.path.exists(path):
+        with open(path, encoding='utf-8') as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        # A resumed run logs its steps after the checkpoint again; keep the newest row per step.
+        by_step = {r['step']: r for r in rows if 'train/steps_per_second' in r}
+        for s in sorted(by_step):
+            if s > step:
+                break
+            seconds += (s - last) / by_step[s]['train/steps_per_second']
+            last = s
+    return {
+        'step': int(step),
+        'batch_size': int(config.train.batch_size),
+        'sequences_seen': int(step) * int(config.train.batch_size),
+        'train_seconds': round(seconds, 1),
+        'cores': int(cores),
+        'core_hours': round(seconds * cores / 3600.0, 3),
+    }
+
+
+def export(workdir: str,
+           name: str,
+           *,
+           step: Optional[int] = None,
+           cores: int = 1,
+           weights_dir: Optional[str] = None) -> str:
+    """Writes checkpoint `step` (default: newest) of `workdir` as shipped model `name`.
+
+    Keeps the `results` of an existing model.json only when the parameters are unchanged.
+    Returns the model's folder.
+    """
+    from vpn_jax.checkpoint import config_to_json, load_checkpoint
+    module, variables, config = load_checkpoint(workdir, step)
+    del module
+    params = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32),
+                                    jax.device_get(variables['params']))
+    params = serialization.to_state_dict(params)
+    blob = serialization.msgpack_serialize(params)
+    directory = os.path.join(weights_dir or WEIGHTS_DIR, name)
+    os.makedirs(directory, exist_ok=True)
+    digest = hashlib.sha256(blob).hexdigest()
+    info_path = os.path.join(directory, INFO_FILE)
+    results = {}
+    if os.path.exists(info_path):
+        with open(info_path, encoding='utf-8') as f:
+            old = json.load(f)
+        if old.get('sha256') == digest:
+            results = old.get('results', {})
+    trained_step = int(jax.device_get(load_step(workdir, step)))
+    record = {
+        'name':
+        name,
+        'config':
+        config_to_json(config),
+        'sha256':
+        digest,
+        'training':
+        _training_record(os.path.abspath(os.path.expanduser(workdir)), trained_step, config, cores),
+        'results':
+        results,
+    }
+    with open(os.path.join(directory, PARAMS_FILE), 'wb') as f:
+        f.write(blob)
+    write_info(directory, record)
+    return directory
+
+
+def load_step(workdir: str, step: Optional[int]) -> int:
+    """The checkpoint step `load_checkpoint(workdir, step)` reads."""
+    from vpn_jax import checkpoint as ckpt
+    if step is not None:
+        return int(step)
+    path = os.path.abspath(os.path.expanduser(workdir))
+    mngr = ckpt.manager(path, create=False)
+    latest = mngr.latest_step()
+    mngr.close()
+    return int(latest)
+
+
+def write_info(directory: str, record: Dict[str, Any]) -> None:
+    """Writes model.json atomically (a crash leaves the old file or the new one)."""
+    path = os.path.join(directory, INFO_FILE)
+    tmp = path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
+        f.write('\n')
+    os.replace(tmp, path)
+
+
+def _main(argv):
+    del argv
+    from absl import flags
+    fv = flags.FLAGS
+    directory = export(fv.workdir,
+                       fv.name,
+                       step=fv.step,
+                       cores=fv.cores,
+                       weights_dir=fv.weights_dir)
+    print(f'wrote {directory}')
+
+
+if __name__ == '__main__':
+    from absl import app, flags
+    flags.DEFINE_string('workdir', None, 'Training workdir to export from.')
+    flags.DEFINE_string('name', None, 'Name of the shipped model, e.g. moving_mnist_cpu.')
+    flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
+    flags.DEFINE_integer('cores', 1, 'CPU cores the run trained on (for core-hours).')
+    flags.DEFINE_string('weights_dir', None, 'Output folder (default: the package\'s weights/).')
+    flags.mark_flags_as_required(['workdir', 'name'])
+    app.run(_main)

@@ -1,0 +1,158 @@
+r"""Scores a shipped model on the test split and records the figures in its model.json.
+
+    python -m vpn_jax.score_pretrained --name=moving_mnist_cpu              # whole test split
+    python -m vpn_jax.score_pretrained --name=moving_mnist_cpu --test_sequences=64 --norecord
+
+Figures (Moving MNIST, the 'generated' test split of `moving_mnist_vpn` unless the config says
+otherwise):
+
+* `test_nll`: nats/frame over the first `--test_sequences` sequences (0: all 10,000), frames
+  10..19 given 0..9, as in the paper's Table 1;
+* `first64`: on the first 64 sequences, the NLL and the intersection-over-union of the lit pixels
+  (> 127) of temperature-0 continuations with the truth, for the first predicted frame and
+  pooled over the first three (`continuation_iou`);
+* `first4`: the NLL and first-frame IoU of the first 4 sequences: what
+  `tests/test_pretrained.py` checks the shipped weights still reproduce.
+"""
+
+import time
+from typing import Any, Dict, Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+LIT = 127  # A pixel is lit when its value exceeds this (uint8).
+
+
+def lit_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """|lit(p) & lit(t)| / |lit(p) | lit(t)| pooled over all pixels; 1.0 when both are dark.
+
+    predicted, truth: uint8 arrays of the same shape.
+    """
+    p, t = np.asarray(predicted) > LIT, np.asarray(truth) > LIT
+    if p.shape != t.shape:
+        raise ValueError(f'predicted {p.shape} and truth {t.shape} must have the same shape.')
+    union = np.logical_or(p, t).sum()
+    return 1.0 if union == 0 else float(np.logical_and(p, t).sum() / union)
+
+
+def continuation_iou(module,
+                     variables,
+                     video: np.ndarray,
+                     *,
+                     num_context: int,
+                     num_frames: int,
+                     seed: int = 0) -> np.ndarray:
+    """IoU of the lit pixels of temperature-0 continuations with the truth, per predicted frame.
+
+    video: uint8[B, T, H, W, C] with T >= num_context + num_frames. Returns float64[num_frames]:
+    entry k pools frame num_context + k over the B videos.
+    """
+    from vpn_jax.sampling import sample
+    video = np.asarray(video)
+    samples = np.asarray(
+        sample(module,
+               variables,
+               video[:, :num_context],
+               num_frames=num_frames,
+               rng=jax.random.key(seed),
+               temperature=0.0))
+    return np.array([
+        lit_iou(samples[:, num_context + k], video[:, num_context + k]) for k in range(num_frames)
+    ])
+
+
+def test_nll(module,
+             variables,
+             config: ml_collections.ConfigDict,
+             num_sequences: int,
+             *,
+             progress: bool = True) -> Dict[str, Any]:
+    """Mean NLL (paper's units) of the first `num_sequences` test sequences (0: all)."""
+    from vpn_jax import input_pipeline
+    from vpn_jax import train
+    config = ml_collections.ConfigDict(config.to_dict())
+    if num_sequences and num_sequences < config.eval.batch_size:
+        config.eval.batch_size = num_sequences
+    max_batches = -(-num_sequences // config.eval.batch_size) if num_sequences else 0
+    mesh = train.make_mesh()
+    source = input_pipeline.eval_source(config, 'test')
+    result = train.evaluate_source(config,
+                                   module,
+                                   train.replicate(variables['params'], mesh),
+                                   source,
+                                   mesh,
+                                   max_batches=max_batches,
+                                   desc='test',
+                                   progress=progress)
+    if num_sequences and result['num_sequences'] != num_sequences:
+        raise ValueError(f'Asked for {num_sequences} sequences, scored {result["num_sequences"]}; '
+                         f'use a multiple of eval.batch_size={config.eval.batch_size}.')
+    return result
+
+
+def first_sequences(config: ml_collections.ConfigDict, count: int) -> np.ndarray:
+    """uint8[count, T, H, W, C]: the first `count` test sequences."""
+    from vpn_jax.sample_main import evaluation_sequences
+    return evaluation_sequences(config, 'test', count)['video']
+
+
+def score(name: str,
+          *,
+          weights_dir: Optional[str] = None,
+          test_sequences: int = 0,
+          iou_frames: int = 3) -> Dict[str, Any]:
+    """All figures of the module docstring for shipped model `name`."""
+    from vpn_jax.pretrained import load_pretrained
+    module, variables, config = load_pretrained(name, weights_dir=weights_dir)
+    nc = int(config.data.num_context)
+    results: Dict[str, Any] = {
+        'test_split': '/'.join((config.data.test_dataset, config.data.test_split))
+    }
+    start = time.time()
+    full = test_nll(module, variables, config, test_sequences)
+    results['test_nll'] = full['nll']
+    results['test_sequences'] = full['num_sequences']
+    results['test_seconds'] = round(time.time() - start, 1)
+    for key, count in (('first64', 64), ('first4', 4)):
+        video = first_sequences(config, count)
+        nll = test_nll(module, variables, config, count, progress=False)['nll']
+        iou = continuation_iou(module,
+                               variables,
+                               video,
+                               num_context=nc,
+                               num_frames=iou_frames if key == 'first64' else 1)
+        results[key] = {'nll': nll, 'iou_frame1': float(iou[0])}
+        if key == 'first64':
+            results[key]['iou_per_frame'] = [float(x) for x in iou]
+            results[key]['iou_frames1to3'] = float(np.mean(iou[:3]))
+    results['units'] = full['units']
+    return results
+
+
+def main(argv):
+    del argv
+    from absl import flags
+    from vpn_jax import console, pretrained
+    fv = flags.FLAGS
+    console.quiet_unless_asked()
+    results = score(fv.name, weights_dir=fv.weights_dir, test_sequences=fv.test_sequences)
+    for key, value in results.items():
+        print(f'{key}: {value}')
+    if fv.record:
+        record = pretrained.info(fv.name, weights_dir=fv.weights_dir)
+        record['results'] = results
+        directory = pretrained.model_dir(fv.name, fv.weights_dir)
+        pretrained.write_info(directory, record)
+        print(f'recorded in {directory}/{pretrained.INFO_FILE}')
+
+
+if __name__ == '__main__':
+    from absl import app, flags
+    flags.DEFINE_string('name', None, 'Shipped model, e.g. moving_mnist_cpu.')
+    flags.DEFINE_string('weights_dir', None, 'Folder of exported models (default: the package).')
+    flags.DEFINE_integer('test_sequences', 0, 'Test sequences for test_nll (0: the whole split).')
+    flags.DEFINE_bool('record', True, 'Write the figures into the model\'s model.json.')
+    flags.mark_flags_as_required(['name'])
+    app.run(main)
