@@ -6,6 +6,7 @@ from vpn_jax.likelihood import log_likelihood
 from vpn_jax.likelihood import pixel_log_likelihoods
 from vpn_jax.pretrained import load_pretrained
 from vpn_jax.sampling import sample
+from vpn_jax.sample_main import evaluation_sequences
 from vpn_jax.vpn import VideoPixelNetwork
 from vpn_jax.vpn import build_model
 from vpn_jax.vpn import count_params
@@ -18,6 +19,7 @@ __all__ = [
     'build_model',
     'configs',
     'count_params',
+    'evaluation_sequences',
     'frame_log_likelihoods',
     'init_variables',
     'load_checkpoint',

@@ -1,0 +1,106 @@
+"""The shipped weights: they load, and they still score what they scored when exported.
+
+A regression test of the weights, not a timing: the NLL of the first 4 test sequences and the
+lit-pixel IoU of a temperature-0 first predicted frame are recomputed and compared with the
+figures `python -m vpn_jax.score_pretrained` recorded in each model.json.
+"""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+import vpn_jax
+from vpn_jax import pretrained, score_pretrained
+from train_helpers import compilation_cache, tiny_experiment  # pylint: disable=unused-import
+
+SHIPPED = ('moving_mnist_cpu', 'moving_mnist_cpu_baseline')
+
+
+def test_the_moving_mnist_models_are_shipped():
+    assert set(SHIPPED) <= set(pretrained.names())
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="known: .*'moving_mnist_cpu'"):
+        vpn_jax.load_pretrained('moving_mnist_gpu_xl')
+
+
+def test_a_corrupt_parameter_file_is_refused(tmp_path):
+    name = SHIPPED[0]
+    shutil.copytree(pretrained.model_dir(name, None), tmp_path / name)
+    path = tmp_path / name / pretrained.PARAMS_FILE
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match='corrupt'):
+        pretrained.load_pretrained(name, weights_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_model_reproduces_its_recorded_figures(name):
+    module, variables, config = vpn_jax.load_pretrained(name)
+    record = pretrained.info(name)
+    assert record['training']['step'] > 0
+    assert config.model.decoder == ('baseline' if name.endswith('baseline') else 'pixelcnn')
+    assert all(x.dtype == np.float32 for x in jax.tree_util.tree_leaves(variables))
+    recorded = record['results']['first4']
+    nc = int(config.data.num_context)
+    video = score_pretrained.first_sequences(config, 4)
+    nll = -np.asarray(vpn_jax.log_likelihood(module, variables, video, num_context=nc))
+    nll = float(nll.mean()) / (video.shape[1] - nc)
+    # Another CPU sums in another order; the figure is a mean of ~40k pixel terms per frame.
+    np.testing.assert_allclose(nll, recorded['nll'], rtol=2e-4)
+    iou = score_pretrained.continuation_iou(module, variables, video, num_context=nc, num_frames=1)
+    assert abs(iou[0] - recorded['iou_frame1']) < 0.02
+
+
+def test_the_recorded_figures_compare_vpn_and_baseline_at_equal_compute():
+    vpn, base = (pretrained.info(name) for name in SHIPPED)
+    for record in (vpn, base):
+        assert record['results']['test_sequences'] >= 64
+        assert np.isfinite(record['results']['test_nll'])
+    # The same steps, batch and data (the baseline's recipe is the VPN's with its decoder).
+    assert vpn['training']['step'] == base['training']['step']
+    assert vpn['config']['train'] == base['config']['train']
+    assert vpn['config']['data'] == base['config']['data']
+    assert base['results']['test_sequences'] == vpn['results']['test_sequences']
+    assert base['results']['test_nll'] > vpn['results']['test_nll']
+
+
+def test_lit_iou():
+    a = np.zeros((2, 4, 4, 1), np.uint8)
+    b = a.copy()
+    assert score_pretrained.lit_iou(a, b) == 1.0  # Both dark.
+    a[0, :2] = 255  # 8 lit pixels.
+    b[0, 1:3] = 200  # 8 lit, 4 shared.
+    assert score_pretrained.lit_iou(a, b) == pytest.approx(4 / 12)
+    b[0, 1:3] = 127  # Not lit: > 127 counts.
+    assert score_pretrained.lit_iou(a, b) == 0.0
+
+
+def test_export_round_trip(tmp_path):
+    """A trained checkpoint exported to the shipped layout loads with the same parameters, and
+    records the steps, batch and training time of the run."""
+    from vpn_jax import train
+    config = tiny_experiment(steps=2)
+    workdir = str(tmp_path / 'run')
+    train.train_and_evaluate(config, workdir)
+    _, variables, _ = vpn_jax.load_checkpoint(workdir)
+    directory = pretrained.export(workdir, 'tiny', weights_dir=str(tmp_path / 'weights'))
+    module, loaded, loaded_config = pretrained.load_pretrained('tiny',
+                                                               weights_dir=str(tmp_path /
+                                                                               'weights'))
+    assert loaded_config.model.to_dict() == config.model.to_dict() | {
+        'encoder_dilations': list(config.model.encoder_dilations)
+    }
+    jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, variables)
+    with open(os.path.join(directory, pretrained.INFO_FILE), encoding='utf-8') as f:
+        record = json.load(f)
+    assert record['training']['step'] == 2 and record['training']['batch_size'] == 4
+    assert record['training']['train_seconds'] > 0
+    video = np.zeros((1, 4, 16, 16, 1), np.uint8)
+    module.apply(loaded, video)  # The rebuilt module runs with the loaded parameters.
