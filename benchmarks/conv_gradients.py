@@ -8,8 +8,8 @@ best of 3 after a warm-up: the forward convolution, the input gradient, XLA's ke
 (`jax.vjp` of `lax.conv_general_dilated`) and conv2d's kernel gradient (one matmul per kernel
 row on the CPU), each as FLOP/s and as a fraction of a 2048^2 float32 matmul timed in the same
 process. Like vpn_jax.main it turns XLA:CPU's concurrency scheduler off and keeps freed memory
-in malloc (`vpn_jax/xla_cpu.py`): without that, every call faults its buffers in again, which
-took 20-45% longer per pass on the 2026-12-04 Intel host.
+in malloc (`vpn_jax/xla_cpu.py`): without that, every call faults its buffers in again and the
+benchmark times page faults. Current figures: WORKSPACE.md, "CPU: convolution gradients".
 """
 
 import time

@@ -3,7 +3,7 @@
     python benchmarks/moving_mnist_generator.py [--batch_size=64] [--seconds=10]
 
 Pins the process to one core and limits BLAS threads; prints `sequences/s: X` last.
-The goal (issue 3) is >= 2,000 sequences/s, so that generation never slows training.
+It should stay well above 2,000 sequences/s, so that generation never slows training.
 """
 
 import os

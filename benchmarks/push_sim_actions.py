@@ -29,8 +29,9 @@ redrawn every step (--turn_probability=1), so the gripper's motion cannot be gue
 context frames: only the actions tell where it goes. All sequences share one grey floor
 (--norandom_floor is the default here; PushSim's own default draws a floor colour per sequence):
 with a random floor a CPU-sized model spends thousands of steps learning to copy each sequence's
-exact floor values, and that static part, not the motion, decides which model is ahead (see
-WORKSPACE.md). Repeat with --seed=1, 2, ... (and another --workdir) for the spread over seeds.
+exact floor values, and that static part, not the motion, decides which model is ahead
+(WORKSPACE.md, "PushSim: does the action-conditioned VPN use its actions?"). Repeat with
+--seed=1, 2, ... (and another --workdir) for the spread over seeds.
 """
 
 import json

@@ -24,17 +24,12 @@ drifts by +-20% within minutes:
   so this fraction is the conservative one; it moves by +-10 points with the matmul sample.
 
 `--frames` shortens the sequences (num_context becomes frames // 2) so that the paper-size
-model fits a few minutes on a 2-core CPU. The fraction does depend on it there: at 20 frames the
-encoder's 19 images and the decoder's 10 no longer fit the CPU's caches between a convolution
-and its element-wise gates, and the step ran at 58-66% where 4 frames gave 64-75% (2026-12-04,
-AMD host, WORKSPACE.md); `--image_chunk=2` (`model.image_chunk`) wins part of it back
-(70-71% matched, 59-62% burst). On the 2026-12-04 Intel host, with the kernel gradient by
-kernel row (vpn_jax/conv.py) and one malloc arena, 4 frames gave 72-75% matched (five runs) and
-20 frames with `--image_chunk=2` 71-74% in four of five runs; in the fifth, malloc's heap doubled
-to 21.9 GB during the first timed step, which ran at 54% (WORKSPACE.md, "Kernel gradients by
-kernel row" and "Repeat runs"). Keeping freed memory in malloc (`--keep_freed_memory`, the
-default, as in vpn_jax.main) took 14-26% off the step at 4 frames and 7-18% at 20 on that host
-(WORKSPACE.md, "Freed memory"); without chunks at 20 frames it held 21.8 GB.
+model fits a few minutes on a 2-core CPU. On a CPU the fraction depends on it: at 20 frames the
+encoder's and decoder's activations no longer fit the caches between a convolution and its
+element-wise gates, and `--image_chunk=2` (`model.image_chunk`) wins part of that back. Like
+vpn_jax.main the script keeps freed memory in malloc (`--keep_freed_memory`) and turns XLA:CPU's
+concurrency scheduler off (vpn_jax/xla_cpu.py). Current figures: WORKSPACE.md, "CPU: commands
+and train steps" and "GPU: train step".
 With `--remat` the count includes the recomputed forward passes (hardware FLOPs, not model FLOPs).
 """
 

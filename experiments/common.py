@@ -60,8 +60,8 @@ def paper_model(variant: str,
             # Rematerialise residual blocks in the backward pass (less memory, more compute).
             remat=False,
             # Images (batch x frames) the encoder and decoder process at a time; 0: all at once.
-            # Same results; 2 at a time keeps a CPU's caches warm at paper size (8-10% faster
-            # there; slower for small models and on GPUs, WORKSPACE.md).
+            # Same results; 2 keeps a CPU's caches warm at paper size (faster there, slower for
+            # small models and on GPUs; WORKSPACE.md, "Speed on the CPU").
             image_chunk=0,
         ))
 

@@ -81,7 +81,7 @@ def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
 
 
 def _cpu_recipe(config: ml_collections.ConfigDict) -> None:
-    """Training of the shipped CPU models (WORKSPACE.md, "The CPU recipe").
+    """Training of the shipped CPU models (WORKSPACE.md, "Shipped models and the CPU recipe").
 
     The model is the `cpu` model with a 32-channel ConvLSTM (c=16, 2+2 RMBs, dilations 1, 2).
     Training sequences have 8 frames and the loss covers frames 1..7: the model is scored one
@@ -105,12 +105,10 @@ def _cpu_recipe(config: ml_collections.ConfigDict) -> None:
 def _cpu_overrides(config: ml_collections.ConfigDict) -> None:
     """The README's main job: about 5-15 minutes on 2 CPU cores, evaluation included.
 
-    A train step of the cpu model at batch 4 takes ~2-7 s on 2 cores (XLA:CPU's convolution
-    backward passes dominate), so the run is short and uses a larger learning rate than the
-    paper's; it evaluates a 128-sequence prefix of the test split. 128 steps rather than 64: at
-    step 64 the loss still fell steeply, and two kernel gradients that round differently gave
-    test NLLs 24 nats/frame apart; at step 128 the same two were 0.7 apart (146.96 and 146.24;
-    WORKSPACE.md, "README main job").
+    A train step of the cpu model at batch 4 takes seconds on a CPU, so the run is short, uses a
+    larger learning rate than the paper's and evaluates a 128-sequence prefix of the test split.
+    128 steps rather than 64: by then the loss has flattened enough that the result no longer
+    depends much on float rounding (WORKSPACE.md, "CPU: commands and train steps").
     """
     config.train.batch_size = 4
     config.train.num_steps = 128

@@ -1,21 +1,16 @@
 """The one convolution every layer uses: 2-D, stride 1, 'SAME', optionally dilated.
 
 Its value is `lax.conv_general_dilated`'s. Its gradient is computed by hand (a `custom_vjp`)
-because XLA:CPU's kernel-gradient convolutions are slow: at paper size (4x64x64, c=128) they run
-at 16-19% of a 2048^2 matmul's FLOP/s for the 3x3 layers and at 5-6% for the 1x1s, against
-66-75% for the forward convolution (`python benchmarks/conv_gradients.py`, WORKSPACE.md). On the
-CPU the kernel gradient is therefore computed with matmuls,
+because XLA:CPU's kernel-gradient convolutions run far below its matmul speed (WORKSPACE.md,
+"Convolution gradients"). On the CPU the kernel gradient is therefore computed with matmuls,
 
     dK[i, j] = sum over n, y, x of  X_pad[n, y + d i, x + d j, :]^T  dY[n, y, x, :],
 
 a few images at a time, one (k Cin, n*H*W) @ (n*H*W, Cout) matmul per kernel row, its left
-operand the row's k windows stacked channel-major (`_kernel_grad_rows`: 17-30% less time than
-the earlier one (N*H*W, Cin)^T @ (N*H*W, Cout) matmul per tap, which reached 49-64%), and a 1x1
-convolution is a matmul in both directions (80-86% forward, against lax's 36-39%). On other
-platforms (GPU, TPU) `lax.platform_dependent` keeps XLA's own kernel gradient, which cuDNN and
-the TPU compiler do well (on a lent H100 the paper-size train step ran at 28.7% MFU in bf16,
-WORKSPACE.md; the matmul formulation was not timed there). The input gradient is the usual
-convolution of dY with the flipped, transposed kernel on every platform.
+operand the row's k windows stacked channel-major (`_kernel_grad_rows`), and a 1x1 convolution
+is a matmul in both directions. On other platforms (GPU, TPU) `lax.platform_dependent` keeps
+XLA's own kernel gradient, which cuDNN and the TPU compiler do well. The input gradient is the
+usual convolution of dY with the flipped, transposed kernel on every platform.
 
 Tested against `jax.vjp` of `lax.conv_general_dilated` (`tests/test_conv.py`).
 """
@@ -120,8 +115,8 @@ def _runs(columns) -> Tuple[Tuple[int, ...], ...]:
 
 
 # Images per kernel-gradient chunk: as many as keep a chunk's x, stacked windows and dY within
-# this many bytes (at least one image): one 64x64 image at c = 128 (1 image per chunk beat 2, 4
-# and all), eight of the cpu config's c = 16 (8 beat one at a time and all 76; others not tried).
+# this many bytes (at least one image): one 64x64 image at c = 128, eight at the cpu config's
+# c = 16. A shorter contraction makes XLA:CPU's matmul faster; tuned on both model sizes.
 _CHUNK_BYTES = 16 * 2**20
 
 
@@ -137,15 +132,9 @@ def _kernel_grad_rows(x: jax.Array, g: jax.Array, kernel_shape, dilation: int,
         dK[i, j0:j1] += A[(j0:j1, :), d i : d i + H] (as (r Cin, H n W))  @  dY (as (H n W, Cout)),
 
     dY transposed to (H, n, W, Cout) to match. Against one (N H W, Cin)^T @ (N H W, Cout) matmul
-    per tap this gives XLA:CPU a non-transposed left operand with 3x the rows (3 Cin for a full
-    3x3 row), which its matmul runs much faster (as bare matmuls on the 2026-12-04 Intel host,
-    (384, 12288) @ (12288, 512) at 308 GFLOP/s against 207 for (12288, 128)^T @ (12288, 512)), and
-    the chunks keep the contraction short (the same (384, K) @ (K, 512) at 291 GFLOP/s for K =
-    4,096, 261 for 32,768). Kernel gradient alone, best of 2 (WORKSPACE.md, "Kernel gradients by
-    kernel row"): 3x64x64, 128 -> 512, 56-57 ms against 74-76 ms per tap (dilation 1 or 8); 19
-    such images 353-366 against 470-502 ms; the ConvLSTM's 1x64x64, 256 -> 1024, 73 against 87
-    ms; 76 images of the cpu config (16 -> 64) 68-69 against 97-105 ms. All images in one chunk
-    gained less (59-68 ms for 3 images) and nothing at 76. The chunks are a Python loop, not a
+    per tap this gives XLA:CPU a non-transposed left operand with k times the rows, which it runs
+    much faster (YNNPACK rather than Eigen), and the chunks keep the contraction short, which is
+    faster again (WORKSPACE.md, "Speed on the CPU"). The chunks are a Python loop, not a
     `lax.scan`: XLA's cost analysis counts a loop body once, and the benchmarks' FLOP counts come
     from it.
     """

@@ -157,7 +157,7 @@ class VideoPixelNetwork(nn.Module):
         Every image is independent in the encoder and the decoder, so this changes only the
         order of work (and the summation order of the parameter gradients): on a CPU, a few
         images per chunk keep a wide layer's activations in cache between the convolution and
-        its element-wise gates (WORKSPACE.md, "Figures"). Small models only pay the extra
+        its element-wise gates (WORKSPACE.md, "Speed on the CPU"). Small models only pay the extra
         operations.
         """
         n = next(x for x in images if x is not None).shape[0]
