@@ -2,7 +2,7 @@
 
 Its value is `lax.conv_general_dilated`'s. Its gradient is computed by hand (a `custom_vjp`)
 because XLA:CPU's kernel-gradient convolutions run far below its matmul speed (WORKSPACE.md,
-"Convolution gradients"). On the CPU the kernel gradient is therefore computed with matmuls,
+"CPU: convolution gradients"). On the CPU the kernel gradient is therefore computed with matmuls,
 
     dK[i, j] = sum over n, y, x of  X_pad[n, y + d i, x + d j, :]^T  dY[n, y, x, :],
 
