@@ -24,6 +24,7 @@ import vpn_jax
 from train_helpers import ROOT, compilation_cache, tiny_experiment  # pylint: disable=unused-import
 from vpn_jax import checkpoint as ckpt
 from vpn_jax import evaluate
+from vpn_jax import input_pipeline
 from vpn_jax import metrics as metrics_lib
 from vpn_jax import run_lock
 from vpn_jax import tfrecord
@@ -226,6 +227,14 @@ def test_eval_settings_and_frame_size_checked_before_compute(tmp_path, monkeypat
     with pytest.raises(ValueError, match=r'data.image_size=20 exceeds the 16x16 frames'):
         train.train_and_evaluate(config, str(tmp_path / 'w2'))
     assert not os.path.exists(tmp_path / 'w2')
+    # Evaluation sequences shorter than eval_num_frames (e.g. a prepared dataset of 20 frames).
+    config = tiny_experiment('moving_mnist')
+    config.data.eval_num_frames = 30
+    short = [{'video': np.zeros((20, 64, 64, 1), np.uint8)}]
+    with pytest.raises(ValueError,
+                       match='data.eval_num_frames=30 exceeds the 20 frames of the '
+                       'validation sequences'):
+        input_pipeline.check_sources(config, None, {'validation': short})
 
 
 def test_check_config_names_the_field():

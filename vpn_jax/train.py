@@ -521,6 +521,8 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
 
     def check(step, metrics):
         values = {k: float(v) for k, v in metrics.items()}
+        if all(math.isfinite(v) for v in values.values()):
+            return values['loss']
         check_finite(values['loss'],
                      step,
                      grad_norm=values['grad_norm'],
