@@ -217,8 +217,8 @@ def restore_newest_intact(
         try:
             extra = read(step) if read is not None else {}
             state = restore_state(mngr, step, target(extra) if callable(target) else target)
-        except IncompatibleCheckpointError:
-            raise
+        except (IncompatibleCheckpointError, MemoryError):
+            raise  # Not a broken checkpoint: falling back would hide the real problem.
         except Exception as e:  # pylint: disable=broad-except
             reason = f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
             if len(reason) > 300:
