@@ -236,7 +236,7 @@ def test_training_reduces_loss_resumes_exactly_and_checks_model(tmp_path):
     assert resumed['start_step'] == n and resumed['step'] == 2 * n
     _assert_trees_equal(_params(tmp_path / 'full'), _params(tmp_path / 'resumed'))
     mngr = ckpt.manager(str(tmp_path / 'resumed'), create=False)
-    assert ckpt.read_data_position(mngr, 2 * n) == {'seed': 0, 'step': 2 * n}
+    assert ckpt.read_data_position(mngr, 2 * n) == {'seed': 0, 'step': 2 * n, 'validated': 1}
 
     # A different model in the same workdir is refused before anything runs.
     other = tiny_experiment('moving_mnist', steps=3 * n)

@@ -8,10 +8,14 @@ only --checkpoint (a workdir or its checkpoints/ folder) the checkpoint's own co
 --config, if given, supplies the data and evaluation settings. Moving MNIST is scored in
 nats/frame (sigmoid cross-entropy summed over each of the 10 predicted frames, Tables 1-2),
 pushing in nats/dim (softmax NLL over the 18 predicted frames, Table 3). The result goes to
-`<workdir>/eval_<split>.json` and to the console next to the paper's numbers.
+`<workdir>/eval_<split>.json` and to the console next to the paper's numbers; a --max_batches
+that leaves part of the split out writes `eval_<split>_partial.json` instead, so that it never
+replaces a full result (the training run's own). A NaN or inf result is an error (non-zero exit,
+nothing written): it means the checkpoint holds a broken model.
 """
 
 import json
+import math
 import os
 from typing import Any, Dict, Mapping, Optional
 
@@ -92,8 +96,10 @@ def write_result(workdir: str,
                  *,
                  step: int,
                  split: Optional[str] = None,
-                 which: str = 'test') -> str:
-    """Writes `<workdir>/eval_<which>.json`; returns its path."""
+                 which: str = 'test',
+                 partial: bool = False) -> str:
+    """Writes `<workdir>/eval_<which>.json` (`eval_<which>_partial.json` when `partial`); returns
+    its path. Non-finite numbers are written as null (JSON has no NaN)."""
     dataset, split_name = input_pipeline.eval_split(config, which) if config.data.name != \
         'push_sim' else ('push_sim', which)
     record = dict(result)
@@ -105,9 +111,13 @@ def write_result(workdir: str,
                       k: list(v)
                       for k, v in paper_table(config)['rows'].items()
                   })
-    path = os.path.join(workdir, f'eval_{which}.json')
+    record = {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v
+        for k, v in record.items()
+    }
+    path = os.path.join(workdir, f'eval_{which}{"_partial" if partial else ""}.json')
     with open(path, 'w', encoding='utf-8') as f:
-        json.dump(record, f, indent=2)
+        json.dump(record, f, indent=2, allow_nan=False)
     return path
 
 
@@ -124,7 +134,8 @@ def evaluate_checkpoint(workdir: str,
                         max_batches: Optional[int] = None,
                         step: Optional[int] = None,
                         progress: bool = True) -> Dict[str, Any]:
-    """Evaluates the newest (or `step`) checkpoint in `workdir` on the validation or test split.
+    """Evaluates the newest intact (or `step`) checkpoint in `workdir` on the validation or test
+    split.
 
     Args:
       workdir: a training workdir (or its checkpoints/ folder).
@@ -134,28 +145,51 @@ def evaluate_checkpoint(workdir: str,
       max_batches: evaluation batches (0: the whole split); None: config.eval.test_batches for
         the test split, config.eval.validation_batches for validation.
     Returns:
-      {'nll', 'units', 'num_sequences', 'seconds', 'step'}.
+      {'nll', 'units', 'num_sequences', 'seconds', 'partial', 'step'}.
     """
+    return evaluate_with_config(workdir,
+                                config,
+                                which=which,
+                                max_batches=max_batches,
+                                step=step,
+                                progress=progress)[0]
+
+
+def evaluate_with_config(workdir: str,
+                         config: Optional[ml_collections.ConfigDict] = None,
+                         *,
+                         which: str = 'test',
+                         max_batches: Optional[int] = None,
+                         step: Optional[int] = None,
+                         data_dir: Optional[str] = None,
+                         progress: bool = True):
+    """`evaluate_checkpoint`, returning (result, the config used); `data_dir` overrides
+    config.data.tfds_data_dir."""
     path = _workdir(workdir)
     if not os.path.isdir(ckpt.checkpoint_dir(path)):
         raise FileNotFoundError(f'No checkpoints in {ckpt.checkpoint_dir(path)!r}.')
-    mngr = ckpt.manager(path, create=False)
-    step = mngr.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f'No checkpoint in {ckpt.checkpoint_dir(path)!r}.')
-    saved = ckpt.read_config(mngr, step)
+    module, variables, saved, step = ckpt.load_checkpoint_and_step(path, step)
     if config is None:
         config = saved
     else:
-        ckpt.check_compatible(mngr, step, config)
-    mngr.close()
+        diff = ckpt.model_config_mismatch(saved.model.to_dict(), config.model.to_dict())
+        if diff:
+            lines = ', '.join(f'{k}: checkpoint {a!r} vs config {b!r}'
+                              for k, (a, b) in diff.items())
+            raise ckpt.IncompatibleCheckpointError(
+                f'The checkpoint at step {step} in {ckpt.checkpoint_dir(path)} was written by a '
+                f'different model config ({lines}). Use the config the checkpoint was trained '
+                'with, or --checkpoint alone.')
+    if data_dir is not None:
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.data.tfds_data_dir = data_dir
     mesh = train_lib.make_mesh()
-    if config.eval.batch_size % mesh.size:
-        raise ValueError(f'eval.batch_size={config.eval.batch_size} is not divisible by the '
-                         f'{mesh.size} devices.')
+    if config.eval.batch_size < 1 or config.eval.batch_size % mesh.size:
+        raise ValueError(f'eval.batch_size={config.eval.batch_size} must be >= 1 and divisible by '
+                         f'the {mesh.size} devices.')
     input_pipeline.check_data(config, train=False)
     source = input_pipeline.eval_source(config, which)  # Raises for a missing dir or split.
-    module, variables, _ = ckpt.load_checkpoint(path, step)
+    input_pipeline.check_sources(config, None, {which: source})
     params = train_lib.replicate(variables['params'], mesh)
     if max_batches is None:
         max_batches = config.eval.test_batches if which == 'test' else \
@@ -169,7 +203,16 @@ def evaluate_checkpoint(workdir: str,
                                        desc=which,
                                        progress=progress)
     result['step'] = int(step)
-    return result
+    return result, config
+
+
+def check_finite_result(result: Mapping[str, Any], path: str, which: str) -> None:
+    """Raises FloatingPointError when the NLL is NaN or inf (a broken model, not a score)."""
+    if not math.isfinite(result['nll']):
+        raise FloatingPointError(
+            f'The {which} NLL of the checkpoint at step {result["step"]} in {path} is '
+            f'{result["nll"]}: its parameters (or the data) give a non-finite likelihood. Nothing '
+            'was written.')
 
 
 def _define_flags():
@@ -202,23 +245,22 @@ def main(argv):
     if fv.workdir and fv.config is None:
         raise app.UsageError('--workdir needs --config; use --checkpoint to read the config '
                              'from the checkpoint.')
-    config = fv.config
-    if config is None:
-        mngr = ckpt.manager(_workdir(path), create=False)
-        step = fv.step if fv.step is not None else mngr.latest_step()
-        if step is None:
-            raise FileNotFoundError(f'No checkpoint in {ckpt.checkpoint_dir(_workdir(path))!r}.')
-        config = ckpt.read_config(mngr, step)
-    if fv.data_dir is not None:
-        config = ml_collections.ConfigDict(config.to_dict())
-        config.data.tfds_data_dir = fv.data_dir
-    result = evaluate_checkpoint(path,
-                                 config,
-                                 which=fv.split,
-                                 max_batches=fv.max_batches,
-                                 step=fv.step)
+    result, config = evaluate_with_config(path,
+                                          fv.config,
+                                          which=fv.split,
+                                          max_batches=fv.max_batches,
+                                          step=fv.step,
+                                          data_dir=fv.data_dir)
+    check_finite_result(result, _workdir(path), fv.split)
     if jax.process_index() == 0:
-        out = write_result(_workdir(path), config, result, step=result['step'], which=fv.split)
+        # Only an explicit --max_batches is an ad-hoc partial result; the config's own batch
+        # limits give what the training run itself wrote.
+        out = write_result(_workdir(path),
+                           config,
+                           result,
+                           step=result['step'],
+                           which=fv.split,
+                           partial=fv.max_batches is not None and result['partial'])
         print(
             format_table(
                 config, result,

@@ -28,7 +28,7 @@ Datasets (`config.data.name`):
 """
 
 import os
-from typing import Any, Dict, Iterator, Mapping, Sequence
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import ml_collections
 import numpy as np
@@ -199,6 +199,46 @@ def check_data(config: ml_collections.ConfigDict, *, train: bool = True) -> None
                              f'model.num_colors={videos.shape[-1]}.')
     if name == 'push_sim' and len(config.data.sim_sizes) != 3:
         raise ValueError('data.sim_sizes must give (train, validation, test) sizes.')
+
+
+def _first_video_shape(source: Any) -> Optional[Tuple[int, ...]]:
+    """(T, H, W, C) of the first sequence of a random-access source; None when it is empty."""
+    if not len(source):
+        return None
+    return tuple(np.shape(source[0]['video']))
+
+
+def check_sources(config: ml_collections.ConfigDict,
+                  train_source: Any = None,
+                  eval_sources: Optional[Mapping[str, Any]] = None) -> None:
+    """Raises ValueError, naming the config field, when the sequences are too short for
+    data.num_frames / data.eval_num_frames or their frames smaller than data.image_size.
+
+    Reads one sequence of each source; meant to run right after the sources are opened, before
+    the model is built, so that such a config fails before any compute (and before a workdir is
+    created).
+    """
+    size = config.data.image_size
+    checks = []
+    if train_source is not None:
+        if config.data.name == 'moving_mnist':
+            shape = (None, moving_mnist.FRAME_SIZE, moving_mnist.FRAME_SIZE, 1)
+        else:
+            shape = _first_video_shape(train_source)
+        checks.append(('training', 'num_frames', shape))
+    for which, source in (eval_sources or {}).items():
+        if source is not None:
+            checks.append((which, 'eval_num_frames', _first_video_shape(source)))
+    for which, field, shape in checks:
+        if shape is None:
+            continue
+        t, h, w = shape[:3]
+        if t is not None and config.data[field] > t:
+            raise ValueError(f'data.{field}={config.data[field]} exceeds the {t} frames of the '
+                             f'{which} sequences of {config.data.name!r}.')
+        if size > min(h, w):
+            raise ValueError(f'data.image_size={size} exceeds the {h}x{w} frames of the {which} '
+                             f'sequences of {config.data.name!r}.')
 
 
 # ------------------------------------------------------------------------------------------------

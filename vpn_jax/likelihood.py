@@ -4,6 +4,7 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -53,6 +54,9 @@ def log_likelihood(module,
     predicted frames.
     """
     t = video.shape[1]
+    if isinstance(num_context, bool) or not isinstance(num_context, (int, np.integer)):
+        raise ValueError(f'num_context must be an int (the number of given frames); got '
+                         f'{num_context!r}.')
     if not 1 <= num_context < t:
         raise ValueError(f'num_context must be in [1, {t - 1}] for a video of {t} frames; '
                          f'got {num_context}.')

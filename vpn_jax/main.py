@@ -59,8 +59,7 @@ def main(argv):
     config = FLAGS.config
     summary = train.train_and_evaluate(config, FLAGS.workdir)
     if jax.process_index() == 0:
-        print(f'trained {summary["step"]} steps in {summary["workdir"]}; final train loss '
-              f'{summary["train_loss"]:.4f} {summary["units"]}')
+        print(train.describe(summary))
         if 'validation' in summary:
             print(f'validation: {summary["validation"]["nll"]:.4f} {summary["units"]} '
                   f'({summary["validation"]["num_sequences"]} sequences)')

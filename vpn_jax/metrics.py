@@ -4,14 +4,19 @@
     writer.write(step, {'train/loss': 1.2, 'lr': 3e-4})
     writer.close()
 
-`workdir/metrics.jsonl` holds one object per write: {"step": int, "time": float, **scalars}.
+`workdir/metrics.jsonl` holds one object per write: {"step": int, "time": float, **scalars}
+(non-finite values as the strings "nan", "inf", "-inf": the file stays valid JSON).
+
+A run resumed from a checkpoint at step S logs again what the interrupted run logged after S:
+`MetricWriter(workdir, resume_step=S)` drops those rows from metrics.jsonl and starts the
+TensorBoard writer with `purge_step=S + 1`, which hides the old events from step S + 1 on.
 """
 
 import json
 import math
 import os
 import time
-from typing import Mapping
+from typing import Mapping, Sequence
 
 JSONL = 'metrics.jsonl'
 
@@ -19,15 +24,27 @@ JSONL = 'metrics.jsonl'
 class MetricWriter:
     """Writes scalar metrics to `workdir/tensorboard/` and `workdir/metrics.jsonl`."""
 
-    def __init__(self, workdir: str, *, enabled: bool = True):
+    def __init__(self,
+                 workdir: str,
+                 *,
+                 enabled: bool = True,
+                 resume_step: int = None,
+                 drop_at_resume_step: Sequence[str] = ()):
+        """resume_step: the step training resumes from (0 for a fresh run); None keeps all rows.
+        drop_at_resume_step: rows at `resume_step` with a metric whose name starts with one of
+        these prefixes are dropped too (they will be logged again)."""
         self.enabled = enabled
         self._tb = None
         self._jsonl = None
         if enabled:
             os.makedirs(workdir, exist_ok=True)
+            path = os.path.join(workdir, JSONL)
+            if resume_step is not None:
+                truncate_jsonl(path, resume_step, drop_at_resume_step)
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
-            self._jsonl = open(os.path.join(workdir, JSONL), 'a', encoding='utf-8')
+            self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'),
+                                     purge_step=None if resume_step is None else resume_step + 1)
+            self._jsonl = open(path, 'a', encoding='utf-8')
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         """Writes float scalars at `step` (non-finite values are written as strings in JSON)."""
@@ -51,6 +68,38 @@ class MetricWriter:
             self._tb.close()
             self._jsonl.close()
             self.enabled = False
+
+
+def truncate_jsonl(path: str, step: int, drop_at_step: Sequence[str] = ()) -> int:
+    """Drops the rows of `path` after `step` (and those at `step` with a metric starting with a
+    prefix in `drop_at_step`) by rewriting it atomically; returns the number dropped.
+
+    A partial last line (a run killed while writing) is dropped too.
+    """
+    if not os.path.exists(path):
+        return 0
+    kept, dropped = [], 0
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                row_step = int(record['step'])
+            except (ValueError, KeyError, TypeError):
+                dropped += 1
+                continue
+            if row_step > step or (row_step == step
+                                   and any(k.startswith(p) for k in record for p in drop_at_step)):
+                dropped += 1
+                continue
+            kept.append(line if line.endswith('\n') else line + '\n')
+    if dropped:
+        tmp = path + '.tmp'
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.writelines(kept)
+        os.replace(tmp, path)
+    return dropped
 
 
 def read_jsonl(workdir: str) -> list:

@@ -135,8 +135,9 @@ def export(workdir: str,
     Keeps the `results` of an existing model.json only when the parameters are unchanged.
     Returns the model's folder.
     """
-    from vpn_jax.checkpoint import config_to_json, load_checkpoint
-    module, variables, config = load_checkpoint(workdir, step)
+    from vpn_jax.checkpoint import config_to_json, load_checkpoint_and_step
+    # The step actually loaded: with step=None a broken newest checkpoint falls back to an older.
+    module, variables, config, trained_step = load_checkpoint_and_step(workdir, step)
     del module
     params = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32),
                                     jax.device_get(variables['params']))
@@ -152,7 +153,6 @@ def export(workdir: str,
             old = json.load(f)
         if old.get('sha256') == digest:
             results = old.get('results', {})
-    trained_step = int(jax.device_get(load_step(workdir, step)))
     record = {
         'name':
         name,
@@ -169,18 +169,6 @@ def export(workdir: str,
         f.write(blob)
     write_info(directory, record)
     return directory
-
-
-def load_step(workdir: str, step: Optional[int]) -> int:
-    """The checkpoint step `load_checkpoint(workdir, step)` reads."""
-    from vpn_jax import checkpoint as ckpt
-    if step is not None:
-        return int(step)
-    path = os.path.abspath(os.path.expanduser(workdir))
-    mngr = ckpt.manager(path, create=False)
-    latest = mngr.latest_step()
-    mngr.close()
-    return int(latest)
 
 
 def write_info(directory: str, record: Dict[str, Any]) -> None:

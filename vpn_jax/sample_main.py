@@ -104,6 +104,7 @@ def write_continuations(module,
 
     num_frames: frames to generate after the context; 0 means all the sequence has.
     """
+    check_out_dir(out)  # Before minutes of sampling.
     data = evaluation_sequences(config, split, num_videos)
     video = data['video']
     num_context = int(config.data.num_context)
@@ -143,6 +144,22 @@ def write_continuations(module,
     return os.path.join(out, 'grid.png')
 
 
+def check_out_dir(out: str) -> None:
+    """Raises ValueError unless `out` is a directory or can be created as one (checked before
+    sampling, which takes minutes): neither `out` nor its nearest existing ancestor may be a
+    file, and that ancestor must be writable."""
+    path = os.path.abspath(os.path.expanduser(out))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f'--out={out} is a file; give a directory.')
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f'--out={out} cannot be created: {parent} is a file.')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f'--out={out} cannot be written: {parent} is not writable.')
+
+
 def main(argv):
     # XLA:CPU's default (concurrency-optimised) scheduler stays on here: unlike the train step,
     # the sampler is faster with it (vpn_jax/xla_cpu.py).
@@ -152,8 +169,10 @@ def main(argv):
     if (FLAGS.workdir is None) == (FLAGS.pretrained is None):
         raise app.UsageError('Give exactly one of --workdir (a training run) and --pretrained '
                              '(a shipped model).')
-    if FLAGS.out and os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
-        raise app.UsageError(f'--out={FLAGS.out} is a file; give a directory.')
+    try:
+        check_out_dir(FLAGS.out)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
     if FLAGS.pretrained:
         from vpn_jax.pretrained import load_pretrained
         try:

@@ -23,6 +23,9 @@ BUILDER_MODULES = {
     'bair_robot_pushing': 'vpn_jax_datasets.bair_robot_pushing.bair_robot_pushing_dataset_builder',
 }
 
+# Prepared only from files downloaded by hand (`--manual_dir`).
+MANUAL_DATASETS = ('robotic_pushing', 'bair_robot_pushing')
+
 
 def register(name: Optional[str] = None) -> None:
     """Imports the builder module(s) so that `tfds.builder(name)` finds them."""
@@ -66,9 +69,12 @@ def data_source(name: str,
     b = builder(name, data_dir=data_dir, file_format='array_record')
     if not b.is_prepared():
         if not prepare_if_missing:
+            # The pushing datasets are prepared from TFRecords downloaded by hand.
+            manual = ' --manual_dir=<folder with the downloaded TFRecords>' if name.split(
+                '/')[0] in MANUAL_DATASETS else ''
             raise FileNotFoundError(
                 f'Dataset {name!r} is not prepared in {b.data_dir!r}. Prepare it with '
-                f'`python -m vpn_jax.tfds_datasets --dataset={name} --data_dir=...`.')
+                f'`python -m vpn_jax.tfds_datasets --dataset={name} --data_dir=...{manual}`.')
         b = prepare(name, data_dir=data_dir, manual_dir=manual_dir)
     if split not in b.info.splits:
         raise ValueError(f'Dataset {name!r} has no split {split!r}; it has '

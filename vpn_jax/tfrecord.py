@@ -45,11 +45,16 @@ class CorruptRecord:
         return f'{self.path}: record {self.index}: {self.reason}'
 
 
+SKIP_CORRUPT_HINT = ('To skip and count such records instead, prepare the dataset with its '
+                     '`skip_corrupt` config (e.g. --dataset=robotic_pushing/skip_corrupt).')
+
+
 class CorruptRecordError(ValueError):
-    """A record that cannot be read or parsed; the message names the file and record index."""
+    """A record that cannot be read or parsed; the message names the file and record index, and
+    the datasets' `skip_corrupt` config that skips such records."""
 
     def __init__(self, record: CorruptRecord):
-        super().__init__(str(record))
+        super().__init__(f'{record}. {SKIP_CORRUPT_HINT}')
         self.record = record
 
 

@@ -29,6 +29,7 @@ from optax import contrib as optax_contrib
 from vpn_jax import checkpoint as ckpt
 from vpn_jax import input_pipeline
 from vpn_jax import metrics as metrics_lib
+from vpn_jax import run_lock
 from vpn_jax.likelihood import frame_log_likelihoods
 from vpn_jax.vpn import VideoPixelNetwork, build_model, init_variables
 
@@ -36,7 +37,7 @@ AXIS = 'data'
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or inf."""
+    """The training loss, the gradient norm or the updated parameters became NaN or inf."""
 
 
 @flax.struct.dataclass
@@ -196,7 +197,8 @@ def make_train_step(config: ml_collections.ConfigDict, module: VideoPixelNetwork
 
     batch: video uint8[B, T, H, W, C] (B divisible by the mesh size), optional actions
     float32[B, T, A] and states float32[B, T_c, S], split over the mesh's 'data' axis.
-    metrics: {'loss': float32[] in the paper's units, 'grad_norm': float32[]}.
+    metrics: {'loss': float32[] in the paper's units, 'grad_norm': float32[], 'param_norm':
+    float32[] (the global norm of the updated parameters: NaN or inf when any of them is)}.
     """
     tx, _ = make_optimizer(config)
     num_context = train_num_context(config)
@@ -219,10 +221,13 @@ def make_train_step(config: ml_collections.ConfigDict, module: VideoPixelNetwork
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         scale = state.plateau_state.scale
         updates = jax.tree_util.tree_map(lambda u: (scale * u).astype(u.dtype), updates)
-        new_state = state.replace(step=state.step + 1,
-                                  params=optax.apply_updates(state.params, updates),
-                                  opt_state=opt_state)
-        return new_state, {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
+        new_params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(step=state.step + 1, params=new_params, opt_state=opt_state)
+        return new_state, {
+            'loss': loss,
+            'grad_norm': optax.tree.norm(grads),
+            'param_norm': optax.tree.norm(new_params)
+        }
 
     step = jax.shard_map(local_step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
     return jax.jit(step, donate_argnums=0)
@@ -262,7 +267,8 @@ def evaluate_source(config: ml_collections.ConfigDict,
                     progress: bool = True) -> Dict[str, Any]:
     """Mean NLL of the sequences of `source` in the paper's units (a tqdm bar on process 0).
 
-    Returns {'nll': float, 'units': str, 'num_sequences': int, 'seconds': float}.
+    Returns {'nll': float, 'units': str, 'num_sequences': int, 'seconds': float, 'partial':
+    bool (whether max_batches left batches of the split out)}.
     """
     from tqdm import tqdm
     eval_step = eval_step or make_eval_step(config, module, mesh)
@@ -274,6 +280,7 @@ def evaluate_source(config: ml_collections.ConfigDict,
                                           process_index=jax.process_index(),
                                           process_count=jax.process_count())
     n = input_pipeline.num_eval_batches(config, source, max_batches)
+    partial = n < input_pipeline.num_eval_batches(config, source, 0)
     bar = tqdm(batches,
                total=n,
                desc=desc,
@@ -291,7 +298,8 @@ def evaluate_source(config: ml_collections.ConfigDict,
         'nll': total / count,
         'units': units(module),
         'num_sequences': int(count),
-        'seconds': time.time() - start
+        'seconds': time.time() - start,
+        'partial': partial
     }
 
 
@@ -304,12 +312,21 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> None
     t = config.train
     for name, value in (('train.batch_size', t.batch_size), ('eval.batch_size',
                                                              config.eval.batch_size)):
-        if value < 1 or value % num_devices:
+        if value < 1:
+            raise ValueError(f'{name} must be >= 1; got {value}.')
+        if value % num_devices:
             raise ValueError(f'{name}={value} is not divisible by the {num_devices} devices; the '
                              f'batch is split evenly across devices: use a multiple of '
                              f'{num_devices}.')
     if t.num_steps < 0:
         raise ValueError(f'train.num_steps must be >= 0; got {t.num_steps}.')
+    if not t.learning_rate > 0:  # Also refuses NaN.
+        raise ValueError(f'train.learning_rate must be > 0; got {t.learning_rate} (a negative '
+                         'rate would train uphill).')
+    for name in ('validation_batches', 'test_batches'):
+        if config.eval.get(name, 0) < 0:
+            raise ValueError(f'eval.{name} must be >= 0 (0: the whole split); got '
+                             f'{config.eval[name]}.')
     for name in ('eval_every_steps', 'checkpoint_every_steps', 'log_every_steps',
                  'keep_checkpoints'):
         if t[name] < 1:
@@ -320,16 +337,56 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> None
                          f'(train.num_context, or data.num_context when that is 0) must be in '
                          f'[1, {t - 1}]; got {nc}.')
     build_module(config)  # Raises ValueError on a bad model config.
-    input_pipeline.check_data(config)
+    input_pipeline.check_data(config)  # Also checks data.num_context against eval_num_frames.
 
 
-def check_finite(loss: float, step: int) -> None:
-    """Raises NonFiniteLossError with the step and what to do."""
+def check_finite(loss: float,
+                 step: int,
+                 *,
+                 grad_norm: float = 0.0,
+                 param_norm: float = 0.0,
+                 newest_checkpoint: str = '') -> None:
+    """Raises NonFiniteLossError with the step, the newest good checkpoint and what to do.
+
+    loss: the step's loss (of the parameters before the update); grad_norm: its gradients'
+    global norm; param_norm: the updated parameters' global norm. Any of them non-finite means
+    the state after `step` steps must not be saved.
+    newest_checkpoint: a sentence naming the newest checkpoint (all saved states are finite).
+    """
     if not math.isfinite(loss):
-        raise NonFiniteLossError(
-            f'Training loss is {loss} at step {step}: stopping. No checkpoint was written after '
-            'the last finite loss; the newest checkpoint in the workdir is the last good one. '
-            'Try a lower learning rate, train.grad_clip_norm > 0, or model.dtype=float32.')
+        what = f'Training loss is {loss} at step {step}'
+    elif not math.isfinite(grad_norm):
+        what = f'The gradient norm is {grad_norm} at step {step} (loss {loss})'
+    elif not math.isfinite(param_norm):
+        what = f'The updated parameters are not finite (norm {param_norm}) at step {step} ' \
+            f'(loss {loss}, gradient norm {grad_norm})'
+    else:
+        return
+    raise NonFiniteLossError(
+        f'{what}: stopping. This state was not saved. {newest_checkpoint} Try a lower learning '
+        'rate, train.grad_clip_norm > 0, or model.dtype=float32.')
+
+
+def _newest_checkpoint_sentence(mngr) -> str:
+    step = mngr.latest_step()
+    if step is None:
+        return f'No checkpoint was saved yet in {mngr.directory}.'
+    return (f'The newest checkpoint, step {step} in {mngr.directory}, is the last good one '
+            '(non-finite states are never saved); resuming starts from it.')
+
+
+def describe(summary: Mapping[str, Any]) -> str:
+    """One line on what `train_and_evaluate` did, for the console (see its summary)."""
+    step, start, num = summary['step'], summary['start_step'], summary['num_steps']
+    if start > num:
+        return (f'The checkpoint in {summary["workdir"]} is at step {start}, beyond '
+                f'train.num_steps={num}: nothing was trained (raise train.num_steps to continue '
+                'training).')
+    if step == start:
+        return (f'{summary["workdir"]} was already trained to {step} steps '
+                f'(train.num_steps={num}): nothing to train.')
+    return (f'trained {step} steps in {summary["workdir"]} ({step - start} in this run); final '
+            f'train loss {summary["train_loss"]:.4f} {summary["units"]}')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -337,53 +394,145 @@ def check_finite(loss: float, step: int) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-    """Trains `config` in `workdir` (resuming from its newest checkpoint), then evaluates.
+    """Trains `config` in `workdir` (resuming from its newest intact checkpoint), then evaluates.
 
     Writes checkpoints to `workdir/checkpoints`, metrics to `workdir/metrics.jsonl` and
     `workdir/tensorboard`, and the final test evaluation to `workdir/eval_test.json` (when
-    config.train.evaluate_test). Returns {'step', 'train_loss', 'validation', 'test', ...}.
-    Raises NonFiniteLossError when the loss becomes NaN or inf.
+    config.train.evaluate_test). Returns {'step', 'start_step', 'num_steps', 'train_loss',
+    'validation', 'test', ...} (`describe` turns it into a line for the console).
+
+    What survives what (WORKSPACE.md, "What survives what"):
+    * Config and data errors (including sequences too short or frames too small for the config)
+      raise before the workdir is created and before anything is compiled.
+    * Process 0 holds `workdir/train.lock` (`vpn_jax.run_lock`) for the whole run: a second run
+      on the same workdir raises WorkdirLockedError.
+    * A broken newest checkpoint (unreadable, or its state not matching its checksum) is
+      reported, moved to `workdir/broken_checkpoints/`, and training resumes from the newest
+      intact one.
+    * NonFiniteLossError when the loss, the gradient norm or the updated parameters become NaN
+      or inf; such a state is never saved.
+    * At a step that both validates and saves, the save comes first; the checkpoint records
+      that its validation is pending, and a run resumed from it validates first.
+    * On resume, metric rows after the restored step (logged by the interrupted run) are
+      dropped from metrics.jsonl and purged from TensorBoard.
     """
     t = config.train
     mesh = make_mesh()
     check_config(config, num_devices=mesh.size)
     module = build_module(config)
     workdir = os.path.abspath(os.path.expanduser(workdir))
-    mngr = ckpt.manager(workdir, keep=t.keep_checkpoints)
-    latest = mngr.latest_step()
-    if latest is not None:
-        ckpt.check_compatible(mngr, latest, config)
-    # Open the data before compiling anything (missing directories or splits raise here).
+    # Open the data before creating the workdir or compiling anything (missing directories or
+    # splits, too-short sequences and too-small frames raise here).
     train_src = input_pipeline.train_source(config)
     val_src = input_pipeline.eval_source(config, 'validation') if t.eval_every_steps <= \
         t.num_steps else None
     test_src = input_pipeline.eval_source(config, 'test') if t.evaluate_test else None
+    input_pipeline.check_sources(config, train_src, {'validation': val_src, 'test': test_src})
 
+    is_main = jax.process_index() == 0
+    lock = run_lock.WorkdirLock(workdir) if is_main else None
+    try:
+        return _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_src)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_src):
+    """`train_and_evaluate` once the data are open and the workdir is locked."""
+    t = config.train
+    is_main = jax.process_index() == 0
+    mngr = ckpt.manager(workdir, keep=t.keep_checkpoints)
     state = replicate(create_train_state(config, module, jax.random.key(t.seed)), mesh)
-    if latest is not None:
-        position = ckpt.read_data_position(mngr, latest)
+
+    def read(step):
+        ckpt.check_compatible(mngr, step, config)
+        position = ckpt.read_data_position(mngr, step)
         if position['seed'] != t.seed:
-            raise ValueError(f'The checkpoint in {workdir} was trained with train.seed='
-                             f'{position["seed"]}, the config says {t.seed}.')
-        state = ckpt.restore_state(mngr, latest, state)
+            raise ckpt.IncompatibleCheckpointError(
+                f'The checkpoint in {workdir} was trained with train.seed={position["seed"]}, the '
+                f'config says {t.seed}.')
+        return {'position': position}
+
+    latest, restored, extra, broken = ckpt.restore_newest_intact(mngr, state, read=read)
+    if broken:
+        if is_main:
+            ckpt.move_aside(mngr, [s for s, _ in broken])
+        if jax.process_count() > 1:
+            from orbax.checkpoint import multihost
+            multihost.sync_global_processes('vpn_jax_move_broken_checkpoints')
+        mngr.close()
+        mngr = ckpt.manager(workdir, keep=t.keep_checkpoints)
+    validation_pending = False
+    if latest is not None:
+        state = restored
+        validation_pending = not extra['position']['validated']
         logging.info('Resumed from step %d in %s.', latest, mngr.directory)
     start_step = int(state.step)
+    if start_step > t.num_steps:
+        logging.warning(
+            'The checkpoint in %s is at step %d, beyond train.num_steps=%d: nothing '
+            'to train.', workdir, start_step, t.num_steps)
 
     train_step = make_train_step(config, module, mesh)
     eval_step = make_eval_step(config, module, mesh)
     _, plateau = make_optimizer(config)
     plateau_update = jax.jit(lambda ps, v: plateau.update(updates={}, state=ps, value=v)[1],
                              out_shardings=NamedSharding(mesh, P()))
-    is_main = jax.process_index() == 0
-    writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
-    summary: Dict[str, Any] = {'workdir': workdir, 'start_step': start_step}
+    validates = lambda step: val_src is not None and step > 0 and step % t.eval_every_steps == 0
+    validation_pending = validation_pending and validates(start_step)
+    # Rows after the restored step were logged by an interrupted run and are logged again.
+    writer = metrics_lib.MetricWriter(
+        workdir,
+        enabled=is_main,
+        resume_step=start_step,
+        drop_at_resume_step=('validation/', ) if validation_pending else ())
+    summary: Dict[str, Any] = {
+        'workdir': workdir,
+        'start_step': start_step,
+        'num_steps': t.num_steps
+    }
 
-    def save(step):
-        ckpt.save(mngr, step, state, config, {'seed': t.seed, 'step': step})
+    def save(step, validated):
+        ckpt.save(mngr, step, state, config, {
+            'seed': t.seed,
+            'step': step,
+            'validated': int(validated)
+        })
+
+    def validate(step):
+        nonlocal state
+        result = evaluate_source(config,
+                                 module,
+                                 state.params,
+                                 val_src,
+                                 mesh,
+                                 max_batches=config.eval.validation_batches,
+                                 eval_step=eval_step,
+                                 desc='validation')
+        state = state.replace(plateau_state=plateau_update(state.plateau_state,
+                                                           jnp.asarray(result['nll'], jnp.float32)))
+        writer.write(step, {
+            'validation/nll': result['nll'],
+            'train/learning_rate': learning_rate(config, state)
+        })
+        summary['validation'] = result
+        logging.info('step %d: validation %.4f %s', step, result['nll'], units(module))
+
+    def check(step, metrics):
+        values = {k: float(v) for k, v in metrics.items()}
+        if all(math.isfinite(v) for v in values.values()):
+            return values['loss']
+        check_finite(values['loss'],
+                     step,
+                     grad_norm=values['grad_norm'],
+                     param_norm=values['param_norm'],
+                     newest_checkpoint=_newest_checkpoint_sentence(mngr))
+        return values['loss']
 
     from tqdm import tqdm
     bar = tqdm(total=t.num_steps,
-               initial=start_step,
+               initial=min(start_step, t.num_steps),
                desc='train',
                disable=not is_main,
                dynamic_ncols=True)
@@ -391,6 +540,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     last_loss = float('nan')
     interval_start, interval_steps = time.time(), 0
     try:
+        if validation_pending:  # Saved before its validation: validate as the run would have.
+            validate(start_step)
         for step in range(start_step, t.num_steps):
             batch = shard_batch(
                 input_pipeline.train_batch(config,
@@ -400,17 +551,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                                            process_count=jax.process_count()), mesh)
             state, step_metrics = train_step(state, batch)
             if pending is not None:
-                last_loss = float(pending[1]['loss'])
-                check_finite(last_loss, pending[0])
+                last_loss = check(*pending)
             pending = (step + 1, step_metrics)
             interval_steps += 1
             bar.update(1)
             done = step + 1
-            boundary = (done % t.log_every_steps == 0, done % t.eval_every_steps == 0,
+            boundary = (done % t.log_every_steps == 0, validates(done),
                         done % t.checkpoint_every_steps == 0 or done == t.num_steps)
             if any(boundary):
-                last_loss = float(step_metrics['loss'])  # Waits for the step.
-                check_finite(last_loss, done)
+                last_loss = check(done, step_metrics)  # Waits for the step.
             if boundary[0]:
                 elapsed = time.time() - interval_start
                 writer.write(
@@ -423,32 +572,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                     })
                 bar.set_postfix_str(f'loss {last_loss:.4f} {units(module)}')
                 interval_start, interval_steps = time.time(), 0
-            if boundary[1] and val_src is not None:
-                result = evaluate_source(config,
-                                         module,
-                                         state.params,
-                                         val_src,
-                                         mesh,
-                                         max_batches=config.eval.validation_batches,
-                                         eval_step=eval_step,
-                                         desc='validation')
-                state = state.replace(plateau_state=plateau_update(
-                    state.plateau_state, jnp.asarray(result['nll'], jnp.float32)))
-                writer.write(
-                    done, {
-                        'validation/nll': result['nll'],
-                        'train/learning_rate': learning_rate(config, state)
-                    })
-                summary['validation'] = result
-                logging.info('step %d: validation %.4f %s', done, result['nll'], units(module))
-                interval_start = time.time()  # Evaluation time is not training time.
             if boundary[2]:
-                save(done)
+                # Before the validation: an error there must not lose the training since the
+                # last checkpoint. A run resumed from here validates first ('validated': 0).
+                save(done, validated=not boundary[1])
+            if boundary[1]:
+                validate(done)
+                interval_start = time.time()  # Evaluation time is not training time.
         if pending is not None:
-            last_loss = float(pending[1]['loss'])
-            check_finite(last_loss, pending[0])
+            last_loss = check(*pending)
         if mngr.latest_step() != int(state.step):
-            save(int(state.step))
+            save(int(state.step), validated=True)
     finally:
         bar.close()
         writer.flush()
