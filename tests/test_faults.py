@@ -276,8 +276,18 @@ def _delete_item(step_dir):
     shutil.rmtree(os.path.join(step_dir, 'state'))
 
 
+def _largest_data_file(directory):
+    """The largest array-data file (OCDBT keeps them in folders named `d`): flipping bits there
+    corrupts parameter values while every JSON metadata file still parses."""
+    files = [
+        os.path.join(r, f) for r, _, fs in os.walk(directory) if os.path.basename(r) == 'd'
+        for f in fs
+    ]
+    return max(files, key=os.path.getsize)
+
+
 def _flip_bits(step_dir):
-    path = _largest_file(os.path.join(step_dir, 'state'))
+    path = _largest_data_file(os.path.join(step_dir, 'state'))
     with open(path, 'r+b') as f:
         data = bytearray(f.read())
         for i in range(len(data) // 2, len(data) // 2 + 8):
