@@ -120,6 +120,17 @@ def test_save_refuses_nonfinite_params(tmp_path):
 EVALUATE = [sys.executable, '-m', 'vpn_jax.evaluate', '--split=test', '--nokeep_freed_memory']
 
 
+def _evaluate(*flags):
+    """Runs the evaluate command on the test split; the CompletedProcess."""
+    return subprocess.run(EVALUATE + list(flags),
+                          cwd=ROOT,
+                          env=_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=600,
+                          check=False)
+
+
 def test_evaluate_cli_partial_and_nonfinite_results(tmp_path):
     config = tiny_experiment('push_sim', size=8)
     config.data.sim_sizes = (16, 8, 5)  # 5 test sequences: 2 batches of 4.
@@ -127,13 +138,7 @@ def test_evaluate_cli_partial_and_nonfinite_results(tmp_path):
     good = tmp_path / 'good'
     _save_raw(good, 2, _state(config, 0), config)
     (good / 'eval_test.json').write_text('{"nll": 1.0}')
-    proc = subprocess.run(EVALUATE + [f'--checkpoint={good}', '--max_batches=1'],
-                          cwd=ROOT,
-                          env=_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=600,
-                          check=False)
+    proc = _evaluate(f'--checkpoint={good}', '--max_batches=1')
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((good / 'eval_test.json').read_text()) == {'nll': 1.0}
     partial = json.loads((good / 'eval_test_partial.json').read_text())
@@ -144,13 +149,7 @@ def test_evaluate_cli_partial_and_nonfinite_results(tmp_path):
     state = _state(config, 0)
     state = state.replace(params=jax.tree_util.tree_map(lambda p: p * np.nan, state.params))
     _save_raw(bad, 2, state, config)
-    proc = subprocess.run(EVALUATE + [f'--checkpoint={bad}'],
-                          cwd=ROOT,
-                          env=_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=600,
-                          check=False)
+    proc = _evaluate(f'--checkpoint={bad}')
     assert proc.returncode != 0
     assert 'FloatingPointError' in proc.stderr and 'is nan' in proc.stderr, proc.stderr[-3000:]
     assert not [f for f in os.listdir(bad) if f.startswith('eval_')]
