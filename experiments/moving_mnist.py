@@ -9,22 +9,12 @@ shipped `moving_mnist_cpu` and `moving_mnist_cpu_baseline`: one CPU core each, h
 the lower bound of the standard test set is 86.3 nats/frame.
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _common():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'common.py')
-    spec = importlib.util.spec_from_file_location('vpn_experiments_common', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from vpn_jax import config_common as common
 
 
 def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
-    common = _common()
     variants = common.VARIANTS + common.CPU_RECIPE_VARIANTS
     if variant not in variants:
         raise ValueError(f'Unknown variant {variant!r}; expected one of {variants}.')

@@ -9,22 +9,12 @@ small model on the procedural PushSim data, 2-d actions and states; no downloads
 trains 275k steps at batch 64 on random 12-frame sub-sequences.
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _common():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'common.py')
-    spec = importlib.util.spec_from_file_location('vpn_experiments_common', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from vpn_jax import config_common as common
 
 
 def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
-    common = _common()
     if variant not in common.VARIANTS + ('cpu_sim', ):
         raise ValueError(f'Unknown variant {variant!r}; expected one of '
                          f'{common.VARIANTS + ("cpu_sim",)}.')

@@ -9,25 +9,14 @@ are modelled with the 256-way softmax of sect. 6 (nats/dim); RGB or grey (model.
 match the videos' C).
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _common():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'common.py')
-    spec = importlib.util.spec_from_file_location('vpn_experiments_common', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from vpn_jax import config_common as common
 
 VARIANTS = ('cpu', 'vpn_rmb_dilation')
 
 
 def get_config(variant: str = 'cpu') -> ml_collections.ConfigDict:
-    common = _common()
     if variant not in VARIANTS:
         raise ValueError(f'Unknown variant {variant!r}; expected one of {VARIANTS}.')
     config = ml_collections.ConfigDict()

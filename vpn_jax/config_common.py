@@ -1,6 +1,7 @@
 """Shared pieces of the experiment configs: the paper's model variants (sect. 5.1, 6.1).
 
-Not a config file itself; `moving_mnist.py` and `robotic_pushing.py` import it by path so that
+Not a config file itself: the files in `experiments/` import it as
+`from vpn_jax import config_common as common` (big_vision's `configs/common.py` pattern), so that
 `--config=experiments/moving_mnist.py:VARIANT` works from any working directory.
 """
 
