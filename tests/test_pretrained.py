@@ -104,3 +104,36 @@ def test_export_round_trip(tmp_path):
     assert record['training']['train_seconds'] > 0
     video = np.zeros((1, 4, 16, 16, 1), np.uint8)
     module.apply(loaded, video)  # The rebuilt module runs with the loaded parameters.
+
+
+def test_training_seconds_count_each_logged_interval_once(tmp_path):
+    """A resumed run logs steps after its checkpoint again; the newest rows count, once."""
+    from vpn_jax import figures
+    rows = [
+        {
+            'step': 10,
+            'train/steps_per_second': 1.0
+        },
+        {
+            'step': 20,
+            'train/steps_per_second': 2.0
+        },  # Lost with the kill, logged again below.
+        {
+            'step': 20,
+            'validation/nll': 5.0
+        },
+        {
+            'step': 20,
+            'train/steps_per_second': 0.5
+        },
+        {
+            'step': 30,
+            'train/steps_per_second': 1.0
+        },
+    ]
+    path = tmp_path / 'metrics.jsonl'
+    path.write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    seconds = figures.training_seconds(figures.read_metrics(str(path)))
+    assert seconds == {10: 10.0, 20: 30.0, 30: 40.0}
+    curve = figures.validation_curve(figures.read_metrics(str(path)), cores=2)
+    assert curve['step'].tolist() == [20] and curve['core_hours'].tolist() == [60.0 / 3600]

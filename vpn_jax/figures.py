@@ -30,18 +30,23 @@ def read_metrics(path: str) -> List[Dict]:
     return sorted(rows.values(), key=lambda r: r['step'])
 
 
-def validation_curve(rows: Sequence[Dict], cores: int = 1) -> Dict[str, np.ndarray]:
-    """{'step', 'core_hours', 'nll'} of the validation evaluations in `rows`.
-
-    core_hours at a step sums (steps since the previous log) / steps_per_second over the logged
-    training intervals up to that step, times `cores`.
-    """
+def training_seconds(rows: Sequence[Dict]) -> Dict[int, float]:
+    """{step: training seconds up to it} for every logged step in `rows` (as `read_metrics`
+    returns them): the sum of (steps since the previous log) / steps_per_second over the logged
+    training intervals; evaluation time is not in it."""
     seconds, last_step, elapsed = {}, 0, 0.0
     for row in rows:
         if 'train/steps_per_second' in row and row['step'] > last_step:
             elapsed += (row['step'] - last_step) / row['train/steps_per_second']
             last_step = row['step']
         seconds[row['step']] = elapsed
+    return seconds
+
+
+def validation_curve(rows: Sequence[Dict], cores: int = 1) -> Dict[str, np.ndarray]:
+    """{'step', 'core_hours', 'nll'} of the validation evaluations in `rows`; core_hours is
+    `training_seconds` at that step times `cores`."""
+    seconds = training_seconds(rows)
     val = [r for r in rows if 'validation/nll' in r]
     return {
         'step': np.array([r['step'] for r in val]),

@@ -101,19 +101,12 @@ def load_pretrained(
 def _training_record(workdir: str, step: int, config: ml_collections.ConfigDict,
                      cores: int) -> Dict[str, Any]:
     """Steps, batch and the training seconds up to `step`, summed from metrics.jsonl."""
-    seconds = 0.0
+    from vpn_jax.figures import read_metrics, training_seconds
     path = os.path.join(workdir, 'metrics.jsonl')
-    last = 0
+    seconds = 0.0
     if os.path.exists(path):
-        with open(path, encoding='utf-8') as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        # A resumed run logs its steps after the checkpoint again; keep the newest row per step.
-        by_step = {r['step']: r for r in rows if 'train/steps_per_second' in r}
-        for s in sorted(by_step):
-            if s > step:
-                break
-            seconds += (s - last) / by_step[s]['train/steps_per_second']
-            last = s
+        logged = training_seconds([r for r in read_metrics(path) if r['step'] <= step])
+        seconds = logged[max(logged)] if logged else 0.0
     return {
         'step': int(step),
         'batch_size': int(config.train.batch_size),
