@@ -1,4 +1,4 @@
-r"""Convolution gradients on this machine: XLA's vs `vpn_jax.conv.conv2d`'s, in FLOP/s.
+r"""Convolution gradients on this machine: XLA's vs `vpn_jax.xla_cpu.conv.conv2d`'s, in FLOP/s.
 
     python benchmarks/conv_gradients.py [--batch=4] [--size=64]
 
@@ -8,7 +8,7 @@ best of 3 after a warm-up: the forward convolution, the input gradient, XLA's ke
 (`jax.vjp` of `lax.conv_general_dilated`) and conv2d's kernel gradient (one matmul per kernel
 row on the CPU), each as FLOP/s and as a fraction of a 2048^2 float32 matmul timed in the same
 process. Like vpn_jax.main it turns XLA:CPU's concurrency scheduler off and keeps freed memory
-in malloc (`vpn_jax/xla_cpu.py`): without that, every call faults its buffers in again and the
+in malloc (`vpn_jax/xla_cpu/__init__.py`): without that, every call faults its buffers in again and the
 benchmark times page faults. Current figures: WORKSPACE.md, "CPU: convolution gradients".
 """
 
@@ -20,14 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vpn_jax import conv
+from vpn_jax.xla_cpu import conv
 from vpn_jax import xla_cpu
 
 _BATCH = flags.DEFINE_integer('batch', 4, 'Images per convolution (batch x frames).')
 _SIZE = flags.DEFINE_integer('size', 64, 'Image height and width.')
 _KEEP_FREED_MEMORY = flags.DEFINE_bool(
     'keep_freed_memory', True, 'glibc malloc keeps freed memory between calls (as in '
-    'vpn_jax.main; see vpn_jax/xla_cpu.py); --nokeep_freed_memory for glibc\'s default.')
+    'vpn_jax.main; see vpn_jax/xla_cpu/__init__.py); --nokeep_freed_memory for glibc\'s default.')
 
 LAYERS = (  # (name, k, dilation, Cin, Cout)
     ('MU gates 3x3', 3, 1, 128, 512),
@@ -50,8 +50,7 @@ def best_time(f, *args, repeats: int = 3) -> float:
 
 def main(argv):
     del argv
-    xla_cpu.configure_scheduler()
-    kept = _KEEP_FREED_MEMORY.value and xla_cpu.keep_freed_memory()
+    kept = xla_cpu.configure(keep_freed=_KEEP_FREED_MEMORY.value)['keep_freed_memory']
     rng = np.random.default_rng(0)
     a = jnp.asarray(rng.standard_normal((2048, 2048)), jnp.float32)
     matmul = 2 * 2048**3 / best_time(jax.jit(lambda m: m @ m), a)

@@ -19,7 +19,7 @@ import numpy as np
 
 import vpn_jax
 from vpn_jax import configs
-from vpn_jax.masked_conv import causal_mask, channel_groups
+from vpn_jax.model.masked_conv import causal_mask, channel_groups
 
 _EXPERIMENT = flags.DEFINE_string('experiment', 'moving_mnist', 'moving_mnist | robotic_pushing')
 _VARIANT = flags.DEFINE_string('variant', 'vpn_rmb_dilation', 'Config variant.')

@@ -15,7 +15,7 @@ os.environ.setdefault('MKL_NUM_THREADS', '1')
 import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import time  # pylint: disable=wrong-import-position
 
-from vpn_jax import moving_mnist  # pylint: disable=wrong-import-position
+from vpn_jax.data import moving_mnist  # pylint: disable=wrong-import-position
 
 
 def main():

@@ -45,10 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vpn_jax import checkpoint as ckpt
+from vpn_jax.training import checkpoint as ckpt
 from vpn_jax import configs
-from vpn_jax import input_pipeline
-from vpn_jax import train
+from vpn_jax.data import input_pipeline
+from vpn_jax import xla_cpu
+from vpn_jax.training import train
 
 _RUNS = flags.DEFINE_list(
     'runs', ['true', 'shuffled'], 'Trainings to run first (true, shuffled); '
@@ -133,6 +134,7 @@ def test_nll_per_batch(run: str, shuffle_test_actions: bool) -> dict:
 
 def main(argv):
     del argv
+    xla_cpu.configure()
     # Both runs compile the same step (only the data differ): compile it once.
     jax.config.update('jax_compilation_cache_dir', os.path.join(_WORKDIR.value, 'xla_cache'))
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)

@@ -35,7 +35,7 @@ import numpy as np
 import vpn_jax
 from vpn_jax import configs
 from vpn_jax import sampling
-from vpn_jax.masked_conv import causal_mask, channel_groups
+from vpn_jax.model.masked_conv import causal_mask, channel_groups
 
 _MODELS = flags.DEFINE_list('models', [
     'moving_mnist:cpu', 'moving_mnist:vpn_rmb_dilation', 'robotic_pushing:cpu',
@@ -130,13 +130,8 @@ def frame_flops(model, variables, height, width, batch):
          model.action_dim + model.state_dim)) if (model.action_dim or model.state_dim) else None
 
     def per_frame(variables, frame, cond):
-        enc = model.apply(variables, frame, cond, method=vpn_jax.VideoPixelNetwork.encode)[:, 0]
-        carry = model.apply(variables,
-                            batch,
-                            height,
-                            width,
-                            method=vpn_jax.VideoPixelNetwork.initial_carry)
-        return model.apply(variables, carry, enc, method=vpn_jax.VideoPixelNetwork.lstm_step)
+        enc = model.apply(variables, frame, cond, method=vpn_jax.VideoPixelNetwork.encode)
+        return model.apply(variables, enc, method=vpn_jax.VideoPixelNetwork.contexts)
 
     cost = jax.jit(per_frame).lower(variables, frame, cond).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost

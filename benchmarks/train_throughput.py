@@ -4,13 +4,13 @@ r"""Train-step throughput: sequences/s, XLA's FLOPs per sequence, achieved FLOP/
     python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:1 --frames=4 \
         [--remat] [--dtype=bfloat16] [--steps=2]
     python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:1 --frames=20 \
-        --image_chunk=2 --steps=2   # the paper's sequence length, ~8 minutes
+        --steps=2   # the paper's sequence length
     # On a GPU (H100 SXM: 989.4 TFLOP/s dense bf16):
     python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:16 \
         --dtype=bfloat16 --matmul_size=8192 --peak_tflops=989.4 --steps=5
 
 Each case is EXPERIMENT:VARIANT:BATCH. For each it compiles the data-parallel train step of
-vpn_jax.train (all local devices), counts its FLOPs with XLA's cost analysis (see `xla_flops`),
+vpn_jax.training.train (all local devices), counts its FLOPs with XLA's cost analysis (see `xla_flops`),
 times `--steps` steps after one warm-up step, and reports sequences/s and FLOP/s, the latter as a
 fraction of an n x n matmul's FLOP/s (n = `--matmul_size`, in the compute dtype) measured in the
 same process, and, given `--peak_tflops`, as MFU. Two fractions, because a shared machine's speed
@@ -24,12 +24,8 @@ drifts by +-20% within minutes:
   so this fraction is the conservative one; it moves by +-10 points with the matmul sample.
 
 `--frames` shortens the sequences (num_context becomes frames // 2) so that the paper-size
-model fits a few minutes on a 2-core CPU. On a CPU the fraction depends on it: at 20 frames the
-encoder's and decoder's activations no longer fit the caches between a convolution and its
-element-wise gates, and `--image_chunk=2` (`model.image_chunk`) wins part of that back. Like
-vpn_jax.main the script keeps freed memory in malloc (`--keep_freed_memory`) and turns XLA:CPU's
-concurrency scheduler off (vpn_jax/xla_cpu.py). Current figures: WORKSPACE.md, "CPU: commands
-and train steps" and "GPU: train step".
+model fits a few minutes on a 2-core CPU. Like vpn_jax.main the script makes the XLA:CPU settings
+of `vpn_jax.xla_cpu.configure`. Current figures: WORKSPACE.md, "Measured figures".
 With `--remat` the count includes the recomputed forward passes (hardware FLOPs, not model FLOPs).
 """
 
@@ -44,23 +40,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from vpn_jax import configs
-from vpn_jax import train
+from vpn_jax.training import train
 from vpn_jax import xla_cpu
 
 _CASES = flags.DEFINE_list('cases', ['moving_mnist:cpu:4'], 'EXPERIMENT:VARIANT:BATCH, ...')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per case (after one warm-up step).')
 _FRAMES = flags.DEFINE_integer('frames', 0, 'Frames per sequence (0: the config\'s).')
 _REMAT = flags.DEFINE_bool('remat', False, 'Rematerialise residual blocks.')
-_IMAGE_CHUNK = flags.DEFINE_integer(
-    'image_chunk', None, 'model.image_chunk: images the encoder and decoder process at a time '
-    '(0: all at once; default: the config\'s).')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 _CONCURRENCY = flags.DEFINE_bool(
     'xla_cpu_concurrency_scheduler', False, 'XLA:CPU\'s concurrency-optimised scheduler (off '
-    'in vpn_jax.main; see vpn_jax/xla_cpu.py). An XLA_FLAGS setting of it wins.')
+    'in vpn_jax.main; see vpn_jax/xla_cpu/__init__.py). An XLA_FLAGS setting of it wins.')
 _KEEP_FREED_MEMORY = flags.DEFINE_bool(
     'keep_freed_memory', True, 'glibc malloc keeps freed memory for the next step (as in '
-    'vpn_jax.main; see vpn_jax/xla_cpu.py); --nokeep_freed_memory for glibc\'s default.')
+    'vpn_jax.main; see vpn_jax/xla_cpu/__init__.py); --nokeep_freed_memory for glibc\'s default.')
 _MATMUL_SIZE = flags.DEFINE_integer(
     'matmul_size', 2048, 'n of the n x n reference matmul (in the compute dtype); use 8192 on a '
     'GPU, where 2048 does not fill the chip.')
@@ -129,7 +122,25 @@ def xla_flops(config, module, compiled) -> float:
         batch = train.shard_batch(synthetic_batch(config), mesh)
         cost = train.make_train_step(config, module, mesh).lower(state, batch).cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost['flops'])
+    return float(cost['flops']) + uncounted_convlstm_flops(config, module)
+
+
+def uncounted_convlstm_flops(config, module) -> float:
+    """FLOPs of the ConvLSTM steps that XLA's count of the train step leaves out.
+
+    The ConvLSTM is a scan, and XLA's cost analysis counts a loop body once: of the T-1 steps of
+    the forward and of the backward pass it counts one each. This is the other T-2 steps'
+    forward and backward, for the whole batch, from one step's count.
+    """
+    t, size = config.data.num_frames, config.data.image_size
+    encoded = jnp.zeros((config.train.batch_size, 1, size, size, 2 * config.model.channels),
+                        module.dtype)
+    one_step = lambda p, x: module.apply({'params': p}, x, method=module.contexts)[1].sum()
+    with jax.default_device(jax.devices('cpu')[0]):
+        state = jax.eval_shape(lambda: train.create_train_state(config, module, jax.random.key(0)))
+        cost = jax.jit(jax.grad(one_step, (0, 1))).lower(state.params, encoded).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return (t - 2) * float(cost['flops'])
 
 
 def synthetic_batch(config) -> dict:
@@ -154,8 +165,6 @@ def run_case(case: str) -> dict:
         config.data.num_frames = _FRAMES.value
         config.data.num_context = max(1, _FRAMES.value // 2)
     config.model.remat = _REMAT.value
-    if _IMAGE_CHUNK.value is not None:
-        config.model.image_chunk = _IMAGE_CHUNK.value
     config.model.dtype = _DTYPE.value
     mesh = train.make_mesh()
     module = train.build_module(config)
@@ -199,8 +208,8 @@ def run_case(case: str) -> dict:
 
 def main(argv):
     del argv
-    xla_cpu.configure_scheduler(_CONCURRENCY.value)
-    kept = _KEEP_FREED_MEMORY.value and xla_cpu.keep_freed_memory()
+    kept = xla_cpu.configure(keep_freed=_KEEP_FREED_MEMORY.value,
+                             concurrent_scheduler=_CONCURRENCY.value)['keep_freed_memory']
     device = jax.devices()[0]
     print(f'{jax.device_count()} {device.device_kind} ({device.platform}) device(s); '
           f'dtype {_DTYPE.value}, remat {_REMAT.value}; XLA_FLAGS={os.environ.get("XLA_FLAGS")}; '

@@ -1,4 +1,4 @@
-r"""Your own videos: a uint8[N, T, H, W, C] .npy (see vpn_jax/video_array.py).
+r"""Your own videos: a uint8[N, T, H, W, C] .npy (see vpn_jax/data/video_array.py).
 
     python -m vpn_jax.main --config=experiments/video_array.py:cpu \
         --config.data.path=/data/my_clips.npy --config.model.num_colors=3 --workdir=/tmp/mine
@@ -31,7 +31,7 @@ def get_config(variant: str = 'cpu') -> ml_collections.ConfigDict:
 
     config.data = ml_collections.ConfigDict()
     config.data.name = 'video_array'
-    # The .npy of uint8[N, T, H, W, C] videos (vpn_jax.video_array.save).
+    # The .npy of uint8[N, T, H, W, C] videos (vpn_jax.data.video_array.save).
     config.data.path = ''
     # Fractions of the videos held out for validation and test (a fixed seeded split).
     config.data.validation_fraction = 0.1

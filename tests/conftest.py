@@ -3,6 +3,12 @@
 import ml_collections
 import pytest
 
+from vpn_jax import xla_cpu
+
+# The suite runs on the CPU: matmul kernel gradients, same values, a faster suite
+# (tests/test_xla_cpu.py proves the values equal).
+xla_cpu.use_matmul_kernel_gradients()
+
 
 def make_tiny_config(**overrides) -> ml_collections.ConfigDict:
     """A complete model config at toy size; override any field."""

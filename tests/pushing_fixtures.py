@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tensorflow_datasets.proto import tf_example_pb2
 
-from vpn_jax import tfrecord
+from vpn_jax.data import tfrecord
 
 BORDER = (255, 0, 255)
 PUSH_SIZE = (512, 640)

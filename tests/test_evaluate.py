@@ -6,10 +6,10 @@ import pytest
 
 import vpn_jax
 from train_helpers import compilation_cache, tiny_experiment  # pylint: disable=unused-import
-from vpn_jax import checkpoint as ckpt
+from vpn_jax.training import checkpoint as ckpt
 from vpn_jax import evaluate
-from vpn_jax import push_sim
-from vpn_jax import train
+from vpn_jax.data import push_sim
+from vpn_jax.training import train
 
 
 def _by_hand(module, params, examples, num_context, pushing):

@@ -22,13 +22,14 @@ import pytest
 
 import vpn_jax
 from train_helpers import ROOT, compilation_cache, tiny_experiment  # pylint: disable=unused-import
-from vpn_jax import checkpoint as ckpt
+from vpn_jax.training import checkpoint as ckpt
 from vpn_jax import evaluate
-from vpn_jax import input_pipeline
-from vpn_jax import metrics as metrics_lib
-from vpn_jax import run_lock
-from vpn_jax import tfrecord
-from vpn_jax import train
+from vpn_jax.data import input_pipeline
+from vpn_jax.training import metrics as metrics_lib
+from vpn_jax.training import run_lock
+from vpn_jax.data import tfrecord
+from vpn_jax.training import state as state_lib
+from vpn_jax.training import train
 
 
 def _env():
@@ -85,13 +86,13 @@ def _nan_updates_from(count):
 def test_nonfinite_update_is_never_saved(tmp_path, monkeypatch):
     # The third update is NaN: the loss of step 3 (computed before it) is finite, its parameters
     # are not. The old check (the loss only) saved step 3 and named it the last good one.
-    real = train.make_optimizer
+    real = state_lib.make_optimizer
 
     def poisoned(config):
         tx, plateau = real(config)
         return optax.chain(tx, _nan_updates_from(2)), plateau
 
-    monkeypatch.setattr(train, 'make_optimizer', poisoned)
+    monkeypatch.setattr(state_lib, 'make_optimizer', poisoned)  # Training and loading use it.
     config = tiny_experiment('push_sim', steps=5, size=8)
     config.train.checkpoint_every_steps = 1
     config.train.keep_checkpoints = 10
@@ -213,7 +214,7 @@ def test_eval_settings_and_frame_size_checked_before_compute(tmp_path, monkeypat
     assert not os.path.exists(tmp_path / 'w1')
     # eval_num_frames longer than the evaluation sequences (a video array of 6 frames).
     videos = np.random.default_rng(0).integers(0, 256, (12, 6, 16, 16, 1), dtype=np.uint8)
-    vpn_jax.video_array.save(str(tmp_path / 'videos.npy'), videos)
+    vpn_jax.data.video_array.save(str(tmp_path / 'videos.npy'), videos)
     config = tiny_experiment('moving_mnist')
     config.data.name = 'video_array'
     config.data.path = str(tmp_path / 'videos.npy')

@@ -1,4 +1,4 @@
-"""Tests of vpn_jax.moving_mnist: digit sources and the generator's properties."""
+"""Tests of vpn_jax.data.moving_mnist: digit sources and the generator's properties."""
 
 import gzip
 import struct
@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from vpn_jax import moving_mnist as mm
+from vpn_jax.data import moving_mnist as mm
 
 
 def _digits(n=12, seed=0):

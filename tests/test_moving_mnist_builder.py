@@ -11,7 +11,7 @@ import struct
 import numpy as np
 import pytest
 
-from vpn_jax import moving_mnist as mm
+from vpn_jax.data import moving_mnist as mm
 from vpn_jax import tfds_datasets
 from vpn_jax_datasets.moving_mnist_vpn import moving_mnist_vpn_dataset_builder as mmb
 

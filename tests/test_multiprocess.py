@@ -16,9 +16,9 @@ import jax
 import numpy as np
 
 from train_helpers import ROOT, tiny_experiment
-from vpn_jax import checkpoint as ckpt
-from vpn_jax import input_pipeline
-from vpn_jax import train
+from vpn_jax.training import checkpoint as ckpt
+from vpn_jax.data import input_pipeline
+from vpn_jax.training import train
 
 STEPS = 2
 
@@ -30,7 +30,7 @@ WORKER = textwrap.dedent('''
     assert jax.process_count() == 2 and jax.device_count() == 2, jax.devices()
     sys.path.insert(0, 'tests')
     from train_helpers import tiny_experiment
-    from vpn_jax import train
+    from vpn_jax.training import train
     summary = train.train_and_evaluate(tiny_experiment('moving_mnist', size=8, steps=steps),
                                        workdir)
     print('STEP', summary['step'], jax.process_index())

@@ -85,7 +85,7 @@ def test_lit_iou():
 def test_export_round_trip(tmp_path):
     """A trained checkpoint exported to the shipped layout loads with the same parameters, and
     records the steps, batch and training time of the run."""
-    from vpn_jax import train
+    from vpn_jax.training import train
     config = tiny_experiment(steps=2)
     workdir = str(tmp_path / 'run')
     train.train_and_evaluate(config, workdir)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from vpn_jax import push_sim
-from vpn_jax import pushing
+from vpn_jax.data import push_sim
+from vpn_jax.data import pushing
 
 N = 40
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import pushing_fixtures
-from vpn_jax import pushing
+from vpn_jax.data import pushing
 from vpn_jax import tfds_datasets
-from vpn_jax import tfrecord
+from vpn_jax.data import tfrecord
 from vpn_jax_datasets.bair_robot_pushing import bair_robot_pushing_dataset_builder as bair
 from vpn_jax_datasets.robotic_pushing import robotic_pushing_dataset_builder as push
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pushing_fixtures
-from vpn_jax import pushing
+from vpn_jax.data import pushing
 from vpn_jax import tfds_datasets
 
 T = 20

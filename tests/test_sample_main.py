@@ -8,9 +8,9 @@ from PIL import Image
 
 import vpn_jax
 from train_helpers import tiny_experiment
-from vpn_jax import checkpoint as ckpt
+from vpn_jax.training import checkpoint as ckpt
 from vpn_jax import sample_main
-from vpn_jax import train
+from vpn_jax.training import train
 
 
 def test_write_continuations_from_a_checkpoint(tmp_path):

@@ -6,7 +6,7 @@ import google_crc32c
 import pytest
 
 import pushing_fixtures
-from vpn_jax import tfrecord
+from vpn_jax.data import tfrecord
 
 PAYLOADS = [b'', b'a', b'hello world' * 100, bytes(range(256)) * 40]
 

@@ -1,5 +1,4 @@
-"""Training: data parallelism, loss decrease, exact resume, NaN stop, errors before compute,
-and XLA:CPU's scheduler setting (order of operations only).
+"""Training: data parallelism, loss decrease, exact resume, NaN stop, errors before compute.
 
 Tiny models (tests/conftest.py), 16x16 crops and 4-frame sequences keep every compilation to a
 few seconds. The multi-device test runs in a subprocess with 4 forced host devices, so that the
@@ -8,9 +7,6 @@ other tests (and the other xdist worker) keep one device.
 
 import json
 import os
-import platform
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -18,22 +14,22 @@ import numpy as np
 import pytest
 
 from train_helpers import (
-    ROOT,
     compilation_cache,  # pylint: disable=unused-import
     experiment_config,
+    run_python,
     tiny_experiment)
-from vpn_jax import checkpoint as ckpt
-from vpn_jax import input_pipeline
-from vpn_jax import metrics as metrics_lib
-from vpn_jax import train
-from vpn_jax import xla_cpu
+from vpn_jax.training import checkpoint as ckpt
+from vpn_jax.data import input_pipeline
+from vpn_jax.training import metrics as metrics_lib
+from vpn_jax.training import train
 
 DATA_PARALLEL_SCRIPT = textwrap.dedent('''
     import json, sys
     import jax, numpy as np
     sys.path.insert(0, 'tests')
     from train_helpers import tiny_experiment
-    from vpn_jax import input_pipeline, train
+    from vpn_jax.data import input_pipeline
+    from vpn_jax.training import train
     assert jax.device_count() == 4, jax.devices()
     out = {}
     for experiment in ('moving_mnist',):
@@ -71,79 +67,11 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def _run_python(script: str, arg: str, env) -> subprocess.CompletedProcess:
-    """Runs `python -c script arg` in the repository root with `env`; asserts it succeeds."""
-    proc = subprocess.run([sys.executable, '-c', script, arg],
-                          cwd=ROOT,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
-FREED_MEMORY_SCRIPT = textwrap.dedent('''
-    import ctypes, json, resource, sys, threading
-    from vpn_jax import xla_cpu
-    kept = xla_cpu.keep_freed_memory() if sys.argv[1] == 'keep' else None
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = (ctypes.c_size_t,)
-    libc.free.argtypes = (ctypes.c_void_p,)
-    n = 64 << 20  # Above glibc's largest mmap threshold (32 MB), like a big XLA buffer.
-    def step():  # What a train step does: allocate, touch every page, free.
-        p = libc.malloc(n)
-        ctypes.memset(p, 1, n)
-        libc.free(p)
-    def faults_of(run):
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        run()
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    faults = [faults_of(step) for _ in range(3)]
-    # The next step on another thread, as XLA:CPU's steps may run on different threads.
-    def on_thread():
-        thread = threading.Thread(target=step)
-        thread.start()
-        thread.join()
-    thread_faults = faults_of(on_thread)
-    print(json.dumps(dict(kept=kept, faults=faults, thread_faults=thread_faults)))
-''')
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='mallopt settings are glibc\'s')
-def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_in():
-    """After `keep_freed_memory`, a freed 64 MB block comes back without page faults.
-
-    Also when the next allocation comes from another thread: one arena serves them all.
-
-    With glibc's default, every allocation of it is a fresh mmap whose pages fault in again
-    (16,384 faults with 4 kB pages): what made one 20-frame paper-size benchmark run take
-    20.75 million page faults (WORKSPACE.md, "Freed memory").
-    """
-    env = dict(os.environ)
-    env.pop('GLIBC_TUNABLES', None)
-    runs = {
-        mode: json.loads(_run_python(FREED_MEMORY_SCRIPT, mode, env).stdout.splitlines()[-1])
-        for mode in ('default', 'keep')
-    }
-    assert runs['keep']['kept'] is True
-    reused = max(runs['keep']['faults'][1:])  # The first round faults the heap in once.
-    assert reused <= 8, runs
-    assert min(runs['default']['faults'][1:]) > reused, runs
-    # One arena: a block freed on one thread serves the next step's allocation on another (with an
-    # arena per thread, that thread faults a block of its own in and the process holds both).
-    assert runs['keep']['thread_faults'] <= 100, runs
-    assert runs['default']['thread_faults'] > 4096, runs
-    # A user's own malloc tunables win, and nothing is set.
-    assert not xla_cpu.keep_freed_memory({'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2'})
-
-
 def test_data_parallel_step_equals_single_device(tmp_path):
     env = dict(os.environ,
                XLA_FLAGS='--xla_force_host_platform_device_count=4',
                JAX_PLATFORMS='cpu')
-    proc = _run_python(DATA_PARALLEL_SCRIPT, str(tmp_path / 'w'), env)
+    proc = run_python(DATA_PARALLEL_SCRIPT, str(tmp_path / 'w'), env)
     line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
     out = json.loads(line[len('RESULT '):])
     for experiment in ('moving_mnist', ):
@@ -154,57 +82,6 @@ def test_data_parallel_step_equals_single_device(tmp_path):
                                                                   rel=1e-5)
     assert 'not divisible by the 4 devices' in out['indivisible']
     assert not os.path.exists(tmp_path / 'w' / 'checkpoints' / '0')
-
-
-SCHEDULER_SCRIPT = textwrap.dedent('''
-    import sys
-    import jax, numpy as np
-    sys.path.insert(0, 'tests')
-    from train_helpers import tiny_experiment
-    from vpn_jax import input_pipeline, train
-    config = tiny_experiment('moving_mnist', size=8)
-    module = train.build_module(config)
-    mesh = train.make_mesh(jax.devices()[:1])
-    state = train.replicate(train.create_train_state(config, module, jax.random.key(0)), mesh)
-    batch = train.shard_batch(
-        input_pipeline.train_batch(config, input_pipeline.train_source(config), 0), mesh)
-    step = train.make_train_step(config, module, mesh).lower(state, batch).compile()
-    for _ in range(2):
-        state, _ = step(state, batch)
-    leaves = jax.tree_util.tree_leaves(jax.device_get(state.params))
-    np.savez(sys.argv[1], *leaves)
-    # The scheduled program, to show that the flag reached XLA.
-    open(sys.argv[1] + '.hlo', 'w').write(step.as_text())
-''')
-
-
-def test_xla_cpu_scheduler_changes_order_not_results(tmp_path):
-    """Two train steps give the same parameters, bit for bit, with XLA:CPU's scheduler on or off.
-
-    XLA reads XLA_FLAGS once per process, so each setting runs in its own process.
-    """
-    environ = {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
-    assert xla_cpu.configure_scheduler(environ=environ)
-    assert environ['XLA_FLAGS'] == ('--xla_force_host_platform_device_count=2 '
-                                    '--xla_cpu_enable_concurrency_optimized_scheduler=false')
-    assert not xla_cpu.configure_scheduler(True, environ=environ)  # A setting already there wins.
-    assert 'scheduler=false' in environ['XLA_FLAGS']
-
-    leaves = {}
-    for concurrent in (False, True):
-        env = dict(os.environ, JAX_PLATFORMS='cpu')
-        env.pop('XLA_FLAGS', None)
-        xla_cpu.configure_scheduler(concurrent, environ=env)
-        out = tmp_path / f'{concurrent}.npz'
-        _run_python(SCHEDULER_SCRIPT, str(out), env)
-        with np.load(out) as f:
-            leaves[concurrent] = [f[k] for k in sorted(f.files, key=lambda k: int(k[4:]))]
-    # The flag did change the program XLA runs (the order of its operations) ...
-    assert (tmp_path / 'False.npz.hlo').read_text() != (tmp_path / 'True.npz.hlo').read_text()
-    # ... and not what it computes.
-    assert len(leaves[False]) == len(leaves[True]) > 0
-    for a, b in zip(leaves[False], leaves[True]):
-        np.testing.assert_array_equal(a, b)
 
 
 def _params(workdir):

@@ -8,7 +8,7 @@ import pytest
 
 from train_helpers import compilation_cache, experiment_config  # pylint: disable=unused-import
 from conftest import make_tiny_config
-from vpn_jax import input_pipeline, video_array
+from vpn_jax.data import input_pipeline, video_array
 
 
 def _videos(n=10, t=6, size=16, colors=1, seed=0):
@@ -111,7 +111,7 @@ def test_config_errors_name_the_field(tmp_path):
 
 
 def test_trains_and_evaluates_on_a_video_array(tmp_path):
-    from vpn_jax import train
+    from vpn_jax.training import train
     path = video_array.save(str(tmp_path / 'v.npy'), _videos(n=10, t=6))
     config = _array_config(path)
     summary = train.train_and_evaluate(config, str(tmp_path / 'run'))

@@ -1,6 +1,8 @@
 """Tiny experiment configs for the training and evaluation tests (seconds to compile)."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -65,3 +67,15 @@ def compilation_cache(tmp_path_factory):
     yield
     jax.config.update('jax_compilation_cache_dir', old[0])
     jax.config.update('jax_persistent_cache_min_compile_time_secs', old[1])
+
+
+def run_python(script: str, arg: str, env) -> subprocess.CompletedProcess:
+    """Runs `python -c script arg` in the repository root with `env`; asserts it succeeds."""
+    proc = subprocess.run([sys.executable, '-c', script, arg],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

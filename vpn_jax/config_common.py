@@ -60,10 +60,6 @@ def paper_model(variant: str,
             dtype='float32',
             # Rematerialise residual blocks in the backward pass (less memory, more compute).
             remat=False,
-            # Images (batch x frames) the encoder and decoder process at a time; 0: all at once.
-            # Same results; 2 keeps a CPU's caches warm at paper size (faster there, slower for
-            # small models and on GPUs; WORKSPACE.md, "Speed on the CPU").
-            image_chunk=0,
         ))
 
 

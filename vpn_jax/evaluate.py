@@ -24,10 +24,10 @@ from absl import flags
 import jax
 import ml_collections
 
-from vpn_jax import checkpoint as ckpt
+from vpn_jax.training import checkpoint as ckpt
 from vpn_jax import console
-from vpn_jax import input_pipeline
-from vpn_jax import train as train_lib
+from vpn_jax.data import input_pipeline
+from vpn_jax.training import train as train_lib
 from vpn_jax import xla_cpu
 
 # The paper's results (Tables 1-3), by dataset and variant.
@@ -228,16 +228,13 @@ def _define_flags():
     flags.DEFINE_string('data_dir', None, 'Overrides config.data.tfds_data_dir.')
     flags.DEFINE_bool(
         'keep_freed_memory', True, 'glibc malloc keeps freed memory for the next batch: faster '
-        'on the CPU, at the cost of holding the peak (see vpn_jax/xla_cpu.py).')
+        'on the CPU, at the cost of holding the peak (see vpn_jax/xla_cpu/__init__.py).')
 
 
 def main(argv):
     del argv
     fv = flags.FLAGS
-    # Both before any device is touched (see vpn_jax/xla_cpu.py).
-    xla_cpu.configure_scheduler()
-    if fv.keep_freed_memory:
-        xla_cpu.keep_freed_memory()
+    xla_cpu.configure(keep_freed=fv.keep_freed_memory)  # Before any device is touched.
     console.quiet_unless_asked()  # Orbax's INFO lines would bury the progress bar and results.
     path = fv.checkpoint or fv.workdir
     if not path:

@@ -17,11 +17,11 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from vpn_jax import checkpoint
+from vpn_jax.training import checkpoint
 from vpn_jax import console
 from vpn_jax import evaluate
 from vpn_jax import sample_main
-from vpn_jax import train
+from vpn_jax.training import train
 from vpn_jax import xla_cpu
 
 FLAGS = flags.FLAGS
@@ -38,15 +38,12 @@ flags.DEFINE_integer(
     'WORKDIR/samples/{grid.png,samples.gif}; 0 to skip.')
 flags.DEFINE_bool(
     'keep_freed_memory', True, 'glibc malloc keeps freed memory for the next step: faster steps '
-    'on the CPU, at the cost of holding the peak (see vpn_jax/xla_cpu.py).')
+    'on the CPU, at the cost of holding the peak (see vpn_jax/xla_cpu/__init__.py).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-    # Both before any device is touched (see vpn_jax/xla_cpu.py).
-    xla_cpu.configure_scheduler()
-    if FLAGS.keep_freed_memory:
-        xla_cpu.keep_freed_memory()
+    xla_cpu.configure(keep_freed=FLAGS.keep_freed_memory)  # Before any device is touched.
     console.quiet_unless_asked()  # Orbax's INFO lines would bury the progress bar and results.
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')

@@ -54,7 +54,7 @@ def info(name: str, *, weights_dir: Optional[str] = None) -> Dict[str, Any]:
 
 
 def _abstract_params(module, config: ml_collections.ConfigDict) -> Any:
-    from vpn_jax.vpn import init_variables
+    from vpn_jax.model.vpn import init_variables
     size = int(config.data.image_size)
     shapes = jax.eval_shape(
         lambda: init_variables(module, jax.random.key(0), height=size, width=size))
@@ -77,7 +77,7 @@ def load_pretrained(
       ValueError: for an unknown name (the message lists the known ones), or when the file does
         not match its recorded checksum or the model its config builds.
     """
-    from vpn_jax.vpn import build_model
+    from vpn_jax.model.vpn import build_model
     directory = model_dir(name, weights_dir)
     record = info(name, weights_dir=weights_dir)
     with open(os.path.join(directory, PARAMS_FILE), 'rb') as f:
@@ -128,7 +128,7 @@ def export(workdir: str,
     Keeps the `results` of an existing model.json only when the parameters are unchanged.
     Returns the model's folder.
     """
-    from vpn_jax.checkpoint import config_to_json, load_checkpoint_and_step
+    from vpn_jax.training.checkpoint import config_to_json, load_checkpoint_and_step
     # The step actually loaded: with step=None a broken newest checkpoint falls back to an older.
     module, variables, config, trained_step = load_checkpoint_and_step(workdir, step)
     del module

@@ -57,7 +57,7 @@ def define_flags() -> None:
 def evaluation_sequences(config, split: str, num_videos: int) -> dict:
     """The first `num_videos` sequences of the split: video uint8[V, T, H, W, C] and, for
     pushing, actions float32[V, T, A] and states float32[V, T_c, S]."""
-    from vpn_jax import input_pipeline  # Data modules load TFDS; keep `sampling` free of them.
+    from vpn_jax.data import input_pipeline  # Data modules load TFDS; keep `sampling` free of them.
     source = input_pipeline.eval_source(config, split)
     batches = input_pipeline.eval_batches(
         config, source, max_batches=-(-num_videos // max(1, config.eval.batch_size)))
@@ -162,7 +162,7 @@ def check_out_dir(out: str) -> None:
 
 def main(argv):
     # XLA:CPU's default (concurrency-optimised) scheduler stays on here: unlike the train step,
-    # the sampler is faster with it (vpn_jax/xla_cpu.py).
+    # the sampler is faster with it (vpn_jax/xla_cpu/__init__.py).
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     console.quiet_unless_asked()  # Orbax logs dozens of INFO lines per restore.
@@ -180,7 +180,7 @@ def main(argv):
         except ValueError as e:
             raise app.UsageError(str(e)) from e
     else:
-        from vpn_jax.checkpoint import load_checkpoint
+        from vpn_jax.training.checkpoint import load_checkpoint
         module, variables, config = load_checkpoint(FLAGS.workdir, FLAGS.step)
     try:
         grid = write_continuations(module,

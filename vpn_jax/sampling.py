@@ -25,6 +25,11 @@ spirit of "Fast Generation for Convolutional Autoregressive Models" (Ramachandra
   by then; mask A's centre sees groups < g). Every weight is therefore read once per pixel, not
   once per sub-pixel, and the left/upper contributions are shared by the three colours.
 
+The incremental forms of the layers and blocks sit next to the modules they mirror:
+`model/masked_conv.py:IncrementalConv`, `model/multiplicative_unit.py:IncrementalRMB` and
+`model/residual_block.py:IncrementalReluBlock`; `sample_frame_fast` assembles them like `Decoder`
+and keeps the buffers.
+
 `sample_frame_naive` is the reference: it runs the whole decoder on the whole frame for every
 sub-pixel. The baseline decoder (decoder='baseline') does not see the frame it predicts, so both
 methods sample its frames in one shot.
@@ -42,8 +47,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vpn_jax.masked_conv import causal_mask, channel_groups
-from vpn_jax.vpn import DTYPES, VideoPixelNetwork
+from vpn_jax.model.masked_conv import IncrementalConv, conditioned_bias, group_slice, set_group
+from vpn_jax.model.multiplicative_unit import IncrementalRMB
+from vpn_jax.model.residual_block import IncrementalReluBlock
+from vpn_jax.model.vpn import DTYPES, VideoPixelNetwork, to_float
 
 METHODS = ('fast', 'naive')
 
@@ -73,15 +80,10 @@ def draw(logits: jax.Array, noise: jax.Array, temperature: jax.Array, output: st
     return jnp.where(perturbed > 0, 255, 0).astype(jnp.uint8)
 
 
-def _to_float(values: jax.Array) -> jax.Array:
-    """uint8 -> float32 in [-1, 1], exactly as `vpn.to_float`."""
-    return values.astype(jnp.float32) / 127.5 - 1.0
-
-
 # ------------------------------------------------------------------------------------ naive
 def sample_frame_naive(module: VideoPixelNetwork,
                        variables: Any,
-                       context: jax.Array,
+                       frame_context: jax.Array,
                        cond: Optional[jax.Array],
                        noise: jax.Array,
                        temperature: jax.Array,
@@ -90,7 +92,7 @@ def sample_frame_naive(module: VideoPixelNetwork,
 
     Args:
       module, variables: a `VideoPixelNetwork` and its variables.
-      context: float32[B, H, W, L], the ConvLSTM output after the previous frame.
+      frame_context: float32[B, H, W, L], the ConvLSTM output after the previous frame.
       cond: float[B, D] or None, the conditioning of the frame being sampled.
       noise: from `frame_noise`, float32[B, H, W, C(, 256)].
       temperature: scalar >= 0.
@@ -99,11 +101,11 @@ def sample_frame_naive(module: VideoPixelNetwork,
     Returns:
       uint8[B, H, W, C] (sub-pixels not sampled are 0).
     """
-    b, h, w, _ = context.shape
+    b, h, w, _ = frame_context.shape
     colors = module.num_colors
     decode = lambda frame: module.apply(variables,
                                         frame[:, None],
-                                        context[:, None],
+                                        frame_context[:, None],
                                         None if cond is None else cond[:, None],
                                         method=VideoPixelNetwork.decode)[:, 0]
     frame = jnp.zeros((b, h, w, colors), jnp.uint8)
@@ -120,16 +122,6 @@ def sample_frame_naive(module: VideoPixelNetwork,
 
 
 # ------------------------------------------------------------------------------------ fast
-def _bias(params: Dict[str, Any], cond: Optional[jax.Array], batch: int, dtype: Any) -> jax.Array:
-    """A `MaskedConv`'s bias plus its conditioning term (a per-image bias); float[B, Cout]."""
-    bias = jnp.broadcast_to(params['bias'].astype(dtype)[None], (batch, params['bias'].shape[0]))
-    if 'cond' in params:
-        dense = params['cond']
-        bias = bias + (cond.astype(dtype) @ dense['kernel'].astype(dtype) +
-                       dense['bias'].astype(dtype))
-    return bias
-
-
 # XLA:CPU runs a matrix-vector product at memory speed, but a [B, K] x [K, N] product with a
 # small B (2 to 8) slower than B separate ones (4x for B = 2 at K = 256, N = 512).
 _ROWWISE_MAX_BATCH = 8
@@ -143,95 +135,18 @@ def _matmul(x: jax.Array, w: jax.Array) -> jax.Array:
     return x @ w
 
 
-class _Layer:
-    """One decoder `MaskedConv` prepared for incremental evaluation (built inside a trace).
-
-    Output channels are permuted so that each colour group is one contiguous slice
-    (`out[g] = (lo, hi)`); only the MU's fused gates need a non-trivial permutation (their
-    group g becomes [g1_g, g2_g, g3_g, u_g]).
-
-    Attributes:
-      q: k // 2 (0 for a 1x1 convolution); the row buffer pads q columns on each side.
-      up: float[q, k, Cin, Cout], the kernel's rows above the centre (for the per-row conv).
-      taps: per colour group g, float[q * Cin + lim_g, hi_g - lo_g]: the centre row's taps left
-        of the centre (all input channels) stacked on the centre tap's visible input channels
-        0..lim_g (a prefix: groups are contiguous); None when empty.
-      bias: float[B, Cout], bias plus the conditioning term of this frame.
-    """
-
-    def __init__(self, params: Dict[str, Any], *, mask_type: str, num_colors: int, num_blocks: int,
-                 cond: Optional[jax.Array], batch: int, dtype: Any):
-        kernel = params['kernel']
-        k, _, cin, cout = kernel.shape
-        in_groups = channel_groups(cin, num_colors)
-        out_groups = np.tile(channel_groups(cout // num_blocks, num_colors), num_blocks)
-        kernel = kernel * causal_mask(k, in_groups, out_groups, mask_type)
-        perm = np.concatenate([np.nonzero(out_groups == g)[0] for g in range(num_colors)])
-        kernel = kernel[..., perm].astype(dtype)
-        self.bias = _bias(params, cond, batch, dtype)[:, perm]
-        counts = np.bincount(out_groups, minlength=num_colors)
-        ends = np.cumsum(counts)
-        self.out = [(int(e - n), int(e)) for n, e in zip(counts, ends)]
-        self.q = q = k // 2
-        self.cin = cin
-        self.up = kernel[:q] if q else None
-        left = kernel[q, :q].reshape(q * cin, cout)
-        # Per colour group g: the left taps and the centre tap in one matrix, so that a pixel
-        # costs one matrix-vector product per layer and colour group.
-        self.taps, self.lims = [], []
-        for g, (lo, hi) in enumerate(self.out):
-            visible = in_groups < g if mask_type == 'A' else in_groups <= g
-            lim = int(np.sum(visible))  # Groups are contiguous and ascending: a prefix.
-            self.lims.append(lim)
-            taps = jnp.concatenate([left[:, lo:hi], kernel[q, q, :lim, lo:hi]], axis=0)
-            self.taps.append(taps if taps.shape[0] else None)
-
-    def group(self,
-              g: int,
-              pre: jax.Array,
-              x: jax.Array,
-              left: Optional[jax.Array] = None) -> jax.Array:
-        """Outputs of colour group g at the current pixel: float[B, hi_g - lo_g].
-
-        pre: float[B, Cout], the bias and conditioning plus, for k > 1, the rows above.
-        x: float[B, Cin], the layer's input at the current pixel, final for groups <= g.
-        left: float[B, q * Cin], the layer's inputs at the q pixels to the left (k > 1).
-        """
-        lo, hi = self.out[g]
-        y = pre[:, lo:hi]
-        if self.taps[g] is not None:
-            inputs = [x[:, :self.lims[g]]] if left is None else [left, x[:, :self.lims[g]]]
-            y = y + _matmul(jnp.concatenate(inputs, axis=1), self.taps[g])
-        return y
+INCREMENTAL_BLOCKS = {'rmb': IncrementalRMB, 'relu': IncrementalReluBlock}
+INPUT = (-1, 'input')  # The decoder's first layer among the blocks' (index, name) keys.
 
 
-def _set_group(vec: jax.Array, g: int, values: jax.Array, num_colors: int) -> jax.Array:
-    """Writes the colour-group-g slice of a per-pixel activation vector float[B, n]."""
-    groups = channel_groups(vec.shape[-1], num_colors)
-    lo, hi = int(np.argmax(groups == g)), int(np.sum(groups <= g))
-    return vec.at[:, lo:hi].set(values)
-
-
-def _group_slice(vec: jax.Array, g: int, num_colors: int) -> jax.Array:
-    groups = channel_groups(vec.shape[-1], num_colors)
-    return vec[:, int(np.argmax(groups == g)):int(np.sum(groups <= g))]
-
-
-def _mu(gates: jax.Array, h: jax.Array) -> jax.Array:
-    """The MU's element-wise part (eq. 1) on one colour group; gates float[B, 4n], h [B, n]."""
-    g1, g2, g3, u = jnp.split(gates, 4, axis=-1)
-    sig = jax.nn.sigmoid
-    return sig(g1) * jnp.tanh(sig(g2) * h + sig(g3) * jnp.tanh(u))
-
-
-def sample_frame_fast(module: VideoPixelNetwork, variables: Any, context: jax.Array,
+def sample_frame_fast(module: VideoPixelNetwork, variables: Any, frame_context: jax.Array,
                       cond: Optional[jax.Array], noise: jax.Array,
                       temperature: jax.Array) -> jax.Array:
     """One frame with the incremental PixelCNN decoder (see the module docstring).
 
     Args:
       module, variables: a `VideoPixelNetwork` and its variables.
-      context: float32[B, H, W, L], the ConvLSTM output after the previous frame.
+      frame_context: float32[B, H, W, L], the ConvLSTM output after the previous frame.
       cond: float[B, D] or None, the conditioning of the frame being sampled.
       noise: from `frame_noise`, float32[B, H, W, C(, 256)].
       temperature: scalar >= 0.
@@ -240,131 +155,109 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, context: jax.Ar
       float rounding in near-ties).
     """
     if module.decoder != 'pixelcnn':
-        return sample_frame_naive(module, variables, context, cond, noise, temperature)
+        return sample_frame_naive(module, variables, frame_context, cond, noise, temperature)
     params = variables['params']['frame_decoder']
     dtype = DTYPES[module.dtype]
-    b, h, w, _ = context.shape
-    colors = module.num_colors
-    rmb = module.block == 'rmb'
-    layer = functools.partial(_Layer,
+    b, h, w, _ = frame_context.shape
+    colors, width = module.num_colors, 2 * module.channels
+    layer = functools.partial(IncrementalConv,
                               num_colors=colors,
                               cond=cond,
                               batch=b,
                               dtype=dtype,
                               mask_type='B',
-                              num_blocks=1)
-    # The context convolution is an unmasked 1x1: computed once per frame for all positions.
-    base = (context.astype(dtype) @ params['context']['kernel'][0, 0].astype(dtype) +
-            _bias(params['context'], cond, b, dtype)[:, None, None])
-    layers = {'input': layer(params['input'], mask_type='A')}
-    spatial = ['input']
-    for blk in range(module.decoder_blocks):
-        p = params[f'block_{blk}']
-        layers[f'{blk}/reduce'] = layer(p['reduce'])
-        layers[f'{blk}/expand'] = layer(p['expand'])
-        if rmb:
-            for mu in ('mu1', 'mu2'):
-                layers[f'{blk}/{mu}'] = layer(p[mu]['gates'], num_blocks=4)
-                spatial.append(f'{blk}/{mu}')
-        else:
-            layers[f'{blk}/conv'] = layer(p['conv'])
-            spatial.append(f'{blk}/conv')
-    layers['top'] = layer(params['top'])
-    layers['logits'] = layer(params['logits'])
+                              matmul=_matmul)
+    # The decoder's layers, as in `Decoder`: the context 1x1 (unmasked, so computed once per
+    # frame for all positions), the 7x7 mask-A input layer, the blocks, top and logits.
+    base = (frame_context.astype(dtype) @ params['context']['kernel'][0, 0].astype(dtype) +
+            conditioned_bias(params['context'], cond, b, dtype)[:, None, None])
+    first = layer(params['input'], mask_type='A')
+    blocks = [
+        INCREMENTAL_BLOCKS[module.block](params[f'block_{i}'], layer, colors)
+        for i in range(module.decoder_blocks)
+    ]
+    top, last = layer(params['top']), layer(params['logits'])
+    # The layers with spatial kernels, whose inputs in the rows above and the pixels to the left
+    # are buffered: (block index, layer name) -> IncrementalConv; the first layer is (-1, 'input').
+    spatial = {INPUT: first}
+    spatial.update({
+        (i, name): conv
+        for i, blk in enumerate(blocks)
+        for name, conv in blk.spatial.items()
+    })
 
-    def column(base_px: jax.Array, pre: Dict[str, jax.Array], left: Dict[str, jax.Array],
-               noise_px: jax.Array) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+    def pixel_colors(base_px: jax.Array, pre: Dict[Any, jax.Array], left: Dict[Any, jax.Array],
+                     noise_px: jax.Array) -> Tuple[jax.Array, Dict[Any, jax.Array]]:
         """All colours of one pixel -> (uint8[B, C], the spatial layers' inputs float[B, Cin]).
 
-        base_px: float[B, 2c], the context term; pre[name]: float[B, Cout], bias plus rows
-        above; left[name]: float[B, q * Cin]; noise_px: float32[B, C(, 256)].
+        base_px: float[B, 2c], the context term; pre[key]: float[B, Cout], `rows_above` at this
+        pixel; left[key]: float[B, q * Cin]; noise_px: float32[B, C(, 256)].
         """
-        vec: Dict[str, jax.Array] = {}  # Per-pixel activations float[B, n], filled group by group.
-
-        def put(name: str, n: int, g: int, values: jax.Array) -> jax.Array:
-            vec[name] = _set_group(vec.get(name, jnp.zeros((b, n), dtype)), g, values, colors)
-            return values
-
         values = jnp.zeros((b, colors), jnp.uint8)
-        vec['input'] = jnp.zeros((b, colors), dtype)
-        c, width = module.channels, 2 * module.channels
+        frame_in = jnp.zeros((b, colors), dtype)  # The first layer's input: the sampled colours.
+        streams = [jnp.zeros((b, width), dtype) for _ in range(len(blocks) + 1)]
+        block_inputs = [blk.zero_inputs(b, module.channels, dtype) for blk in blocks]
+        top_in = jnp.zeros((b, width), dtype)
+        logits_in = jnp.zeros((b, module.top_channels), dtype)
         for g in range(colors):
-            lay = layers['input']
-            h = _group_slice(base_px, g, colors) + lay.group(g, pre['input'], vec['input'],
-                                                             left['input'])
-            put('h0', width, g, h)
-            for blk in range(module.decoder_blocks):
-                reduce, expand = layers[f'{blk}/reduce'], layers[f'{blk}/expand']
-                hin = vec[f'h{blk}']
-                if rmb:  # h1 = W1 h; h2 = MU(h1); h3 = MU(h2); h + W4 h3.
-                    h1 = put(f'{blk}/mu1', c, g, reduce.group(g, reduce.bias, hin))
-                    mu1, mu2 = layers[f'{blk}/mu1'], layers[f'{blk}/mu2']
-                    gates = mu1.group(g, pre[f'{blk}/mu1'], vec[f'{blk}/mu1'], left[f'{blk}/mu1'])
-                    h2 = put(f'{blk}/mu2', c, g, _mu(gates, h1))
-                    gates = mu2.group(g, pre[f'{blk}/mu2'], vec[f'{blk}/mu2'], left[f'{blk}/mu2'])
-                    put(f'{blk}/h3', c, g, _mu(gates, h2))
-                    h4 = expand.group(g, expand.bias, vec[f'{blk}/h3'])
-                else:  # h + W3 relu(W2 relu(W1 relu(h))).
-                    y1 = reduce.group(g, reduce.bias, jax.nn.relu(hin))
-                    put(f'{blk}/conv', c, g, jax.nn.relu(y1))
-                    conv = layers[f'{blk}/conv']
-                    y2 = conv.group(g, pre[f'{blk}/conv'], vec[f'{blk}/conv'], left[f'{blk}/conv'])
-                    put(f'{blk}/y2', c, g, jax.nn.relu(y2))
-                    h4 = expand.group(g, expand.bias, vec[f'{blk}/y2'])
-                put(f'h{blk + 1}', width, g, _group_slice(hin, g, colors) + h4)
-            top = layers['top']
-            t = top.group(g, top.bias, jax.nn.relu(vec[f'h{module.decoder_blocks}']))
-            put('top', module.top_channels, g, jax.nn.relu(t))
-            logits = layers['logits'].group(g, layers['logits'].bias, vec['top'])
+            h = group_slice(base_px, g, colors) + first.group(g, pre[INPUT], frame_in, left[INPUT])
+            streams[0] = set_group(streams[0], g, h, colors)
+            for i, blk in enumerate(blocks):
+                block_pre = {name: pre[(i, name)] for name in blk.spatial}
+                block_left = {name: left[(i, name)] for name in blk.spatial}
+                h = blk.group(g, streams[i], block_inputs[i], block_pre, block_left)
+                streams[i + 1] = set_group(streams[i + 1], g, h, colors)
+            top_in = set_group(top_in, g, jax.nn.relu(h), colors)
+            t = top.group(g, top.bias, top_in)
+            logits_in = set_group(logits_in, g, jax.nn.relu(t), colors)
+            logits = last.group(g, last.bias, logits_in)
             if module.output == 'sigmoid':
                 logits = logits[:, 0]
             value = draw(logits, noise_px[:, g], temperature, module.output)
             values = values.at[:, g].set(value)
-            vec['input'] = vec['input'].at[:, g].set(_to_float(value).astype(dtype))
-        return values, {name: vec[name] for name in spatial}
+            frame_in = frame_in.at[:, g].set(to_float(value).astype(dtype))
+        inputs = {INPUT: frame_in}
+        inputs.update({
+            (i, name): block_inputs[i][name]
+            for i, blk in enumerate(blocks)
+            for name in blk.spatial
+        })
+        return values, inputs
 
     def row(above, xs):
-        """One row. above[name]: float[B, q, W + 2q, Cin], the layer's inputs in the q rows
+        """One row. above[key]: float[B, q, W + 2q, Cin], the layer's inputs in the q rows
         above (zero-padded at the sides; zeros above the frame)."""
         base_row, noise_row = xs
-        ups = {
-            name:
-            jax.lax.conv_general_dilated(above[name],
-                                         layers[name].up, (1, 1),
-                                         'VALID',
-                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))[:, 0] +
-            layers[name].bias[:, None]
-            for name in spatial
-        }
+        pre_row = {key: conv.rows_above(above[key]) for key, conv in spatial.items()}
 
         def pixel(left, xs):
-            """One pixel. left[name]: float[B, q, Cin], the layer's inputs at the q pixels to the
+            """One pixel. left[key]: float[B, q, Cin], the layer's inputs at the q pixels to the
             left (zeros left of the frame)."""
-            base_px, noise_px, ups_px = xs
-            flat = {name: left[name].reshape(b, -1) for name in spatial}
-            values, inputs = column(base_px, ups_px, flat, noise_px)
+            base_px, noise_px, pre_px = xs
+            flat = {key: left[key].reshape(b, -1) for key in spatial}
+            values, inputs = pixel_colors(base_px, pre_px, flat, noise_px)
             left = {
-                name: jnp.concatenate([left[name][:, 1:], inputs[name][:, None]], axis=1)
-                for name in spatial
+                key: jnp.concatenate([left[key][:, 1:], inputs[key][:, None]], axis=1)
+                for key in spatial
             }
             return left, (values, inputs)
 
         time_major = lambda x: jnp.moveaxis(x, 1, 0)
-        left = {name: jnp.zeros((b, layers[name].q, layers[name].cin), dtype) for name in spatial}
+        left = {key: jnp.zeros((b, conv.q, conv.cin), dtype) for key, conv in spatial.items()}
         _, (values, inputs) = jax.lax.scan(pixel, left,
                                            (time_major(base_row), time_major(noise_row), {
-                                               n: time_major(u)
-                                               for n, u in ups.items()
+                                               key: time_major(p)
+                                               for key, p in pre_row.items()
                                            }))
-        for name in spatial:
-            q = layers[name].q
-            new_row = jnp.pad(jnp.moveaxis(inputs[name], 0, 1), ((0, 0), (q, q), (0, 0)))
-            above = {**above, name: jnp.concatenate([above[name][:, 1:], new_row[:, None]], 1)}
+        for key, conv in spatial.items():
+            q = conv.q
+            new_row = jnp.pad(jnp.moveaxis(inputs[key], 0, 1), ((0, 0), (q, q), (0, 0)))
+            above = {**above, key: jnp.concatenate([above[key][:, 1:], new_row[:, None]], 1)}
         return above, values
 
     above = {
-        name: jnp.zeros((b, layers[name].q, w + 2 * layers[name].q, layers[name].cin), dtype)
-        for name in spatial
+        key: jnp.zeros((b, conv.q, w + 2 * conv.q, conv.cin), dtype)
+        for key, conv in spatial.items()
     }
     rows_major = lambda x: jnp.moveaxis(x, 1, 0)
     _, frame = jax.lax.scan(row, above, (rows_major(base), rows_major(noise)))
@@ -372,46 +265,49 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, context: jax.Ar
 
 
 # ------------------------------------------------------------------------------------ video
-def _continue(module: VideoPixelNetwork, variables: Any, context: jax.Array,
-              actions: Optional[jax.Array], states: Optional[jax.Array], rng: jax.Array,
-              temperature: jax.Array, *, num_frames: int, method: str) -> jax.Array:
-    """The traced body of `sample` (inputs already validated and repeated num_samples times)."""
-    b, t_context, h, w, _ = context.shape
-    total = t_context + num_frames
+def _sample_continuations(module: VideoPixelNetwork, variables: Any, given: jax.Array,
+                          actions: Optional[jax.Array], states: Optional[jax.Array], rng: jax.Array,
+                          temperature: jax.Array, *, num_frames: int, method: str) -> jax.Array:
+    """The traced body of `sample` (inputs already validated and repeated num_samples times).
+
+    given: uint8[B, T_given, H, W, C], the given frames (`sample`'s `context`).
+    """
+    b, num_given, h, w, _ = given.shape
+    total = num_given + num_frames
     cond = module.apply(variables, total, actions, states, method=VideoPixelNetwork.conditioning)
     apply = functools.partial(module.apply, variables)
-    encoded = apply(context,
-                    None if cond is None else cond[:, :t_context],
+    encoded = apply(given,
+                    None if cond is None else cond[:, :num_given],
                     method=VideoPixelNetwork.encode)
-    lstm_step = lambda carry, x: apply(carry, x, method=VideoPixelNetwork.lstm_step)
-    carry = apply(b, h, w, method=VideoPixelNetwork.initial_carry)
-    carry, outputs = jax.lax.scan(lstm_step, carry, jnp.moveaxis(encoded, 1, 0))
+    carry, frame_contexts = apply(encoded, method=VideoPixelNetwork.contexts)
     sample_frame = sample_frame_fast if method == 'fast' else sample_frame_naive
 
     def step(state, xs):
-        carry, lstm_out = state
+        carry, frame_context = state
         t, cond_t = xs
         noise = frame_noise(jax.random.fold_in(rng, t), (b, h, w, module.num_colors), module.output)
-        frame = sample_frame(module, variables, lstm_out, cond_t, noise, temperature)
+        frame = sample_frame(module, variables, frame_context, cond_t, noise, temperature)
 
         def advance(state):
             # Encode the new frame once and advance the ConvLSTM one step.
             enc = apply(frame[:, None],
                         None if cond_t is None else cond_t[:, None],
-                        method=VideoPixelNetwork.encode)[:, 0]
-            return lstm_step(state[0], enc)
+                        method=VideoPixelNetwork.encode)
+            carry, out = apply(enc, state[0], method=VideoPixelNetwork.contexts)
+            return carry, out[:, 0]
 
         # Nothing reads the state after the last frame: skip its encoder and ConvLSTM step.
-        state = jax.lax.cond(t < total - 1, advance, lambda state: state, (carry, lstm_out))
+        state = jax.lax.cond(t < total - 1, advance, lambda state: state, (carry, frame_context))
         return state, frame
 
-    future_cond = None if cond is None else jnp.moveaxis(cond[:, t_context:], 1, 0)
-    _, frames = jax.lax.scan(step, (carry, outputs[-1]),
-                             (jnp.arange(t_context, total), future_cond))
-    return jnp.concatenate([context, jnp.moveaxis(frames, 0, 1)], axis=1)
+    future_cond = None if cond is None else jnp.moveaxis(cond[:, num_given:], 1, 0)
+    _, frames = jax.lax.scan(step, (carry, frame_contexts[:, -1]),
+                             (jnp.arange(num_given, total), future_cond))
+    return jnp.concatenate([given, jnp.moveaxis(frames, 0, 1)], axis=1)
 
 
-_continue_jit = jax.jit(_continue, static_argnames=('module', 'num_frames', 'method'))
+_sample_continuations_jit = jax.jit(_sample_continuations,
+                                    static_argnames=('module', 'num_frames', 'method'))
 
 
 def _check_sample_args(module, context, num_frames, actions, states, temperature, num_samples,
@@ -490,12 +386,13 @@ def sample(module: VideoPixelNetwork,
     total = context.shape[1] + num_frames
     repeat = lambda x, dtype: None if x is None else jnp.repeat(
         jnp.asarray(x, dtype), num_samples, axis=0)
-    return _continue_jit(module,
-                         variables,
-                         repeat(context, jnp.uint8),
-                         repeat(None if actions is None else actions[:, :total], jnp.float32),
-                         repeat(states, jnp.float32),
-                         rng,
-                         jnp.float32(temperature),
-                         num_frames=int(num_frames),
-                         method=method)
+    return _sample_continuations_jit(module,
+                                     variables,
+                                     repeat(context, jnp.uint8),
+                                     repeat(None if actions is None else actions[:, :total],
+                                            jnp.float32),
+                                     repeat(states, jnp.float32),
+                                     rng,
+                                     jnp.float32(temperature),
+                                     num_frames=int(num_frames),
+                                     method=method)

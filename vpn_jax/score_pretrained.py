@@ -70,8 +70,8 @@ def test_nll(module,
              *,
              progress: bool = True) -> Dict[str, Any]:
     """Mean NLL (paper's units) of the first `num_sequences` test sequences (0: all)."""
-    from vpn_jax import input_pipeline
-    from vpn_jax import train
+    from vpn_jax.data import input_pipeline
+    from vpn_jax.training import train
     config = ml_collections.ConfigDict(config.to_dict())
     if num_sequences and num_sequences < config.eval.batch_size:
         config.eval.batch_size = num_sequences

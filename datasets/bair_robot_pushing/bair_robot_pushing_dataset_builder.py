@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
-from vpn_jax import pushing
+from vpn_jax.data import pushing
 
 ACTION_DIM = 4
 STATE_DIM = 3

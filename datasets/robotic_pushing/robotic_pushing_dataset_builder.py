@@ -24,7 +24,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
-from vpn_jax import pushing
+from vpn_jax.data import pushing
 
 IMAGE_KEY = 'move/{}/image/encoded'
 ACTION_KEY = 'move/{}/commanded_pose/vec_pitch_yaw'

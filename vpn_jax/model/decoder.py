@@ -6,8 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vpn_jax.encoder import residual_stack
-from vpn_jax.masked_conv import MaskedConv
+from vpn_jax.model.encoder import residual_stack
+from vpn_jax.model.masked_conv import MaskedConv
 
 # PixelCNN's first layer: a 7x7 convolution with mask A (van den Oord et al. 2016).
 INPUT_KERNEL_SIZE = 7

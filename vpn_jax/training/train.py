@@ -17,43 +17,28 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from absl import logging
-import flax
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from optax import contrib as optax_contrib
 
-from vpn_jax import checkpoint as ckpt
-from vpn_jax import input_pipeline
-from vpn_jax import metrics as metrics_lib
-from vpn_jax import run_lock
-from vpn_jax.likelihood import frame_log_likelihoods
-from vpn_jax.vpn import VideoPixelNetwork, build_model, init_variables
+from vpn_jax.training import checkpoint as ckpt
+from vpn_jax.training import state as state_lib
+# Re-exported: the train step's callers build states and optimisers through this module.
+from vpn_jax.training.state import TrainState, create_train_state, learning_rate, make_optimizer
+from vpn_jax.data import input_pipeline
+from vpn_jax.training import metrics as metrics_lib
+from vpn_jax.training import run_lock
+from vpn_jax.model.likelihood import log_likelihood
+from vpn_jax.model.vpn import VideoPixelNetwork, build_model
 
 AXIS = 'data'
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss, the gradient norm or the updated parameters became NaN or inf."""
-
-
-@flax.struct.dataclass
-class TrainState:
-    """Everything that training carries from step to step (all replicated across devices).
-
-    step: int32[], optimisation steps taken (= the data position).
-    params: the model parameters (float32).
-    opt_state: the RMSProp (and optional clipping) state.
-    plateau_state: `optax.contrib.reduce_on_plateau`'s state; `scale` multiplies the learning
-      rate and is updated from the validation loss at each evaluation.
-    """
-    step: jax.Array
-    params: Any
-    opt_state: Any
-    plateau_state: Any
 
 
 # ------------------------------------------------------------------------------------------------
@@ -77,33 +62,6 @@ def normaliser(module: VideoPixelNetwork, video_shape: Tuple[int, ...], num_cont
     return frames if module.output == 'sigmoid' else frames * h * w * c
 
 
-def _predicted_log_likelihood(module: VideoPixelNetwork, video, actions, states, num_context):
-    """Inside `module.apply`: log p(frames num_context.. | earlier frames); float32[B].
-
-    Equals `vpn_jax.log_likelihood` but decodes only the predicted frames (the context frames'
-    decoders do not contribute to the loss), which saves (num_context - 1) / (T - 1) of the
-    decoder's compute.
-    """
-    module.check_inputs(video, actions, states)
-    b, t, h, w, _ = video.shape
-    cond = module.conditioning(t, actions, states)
-    encoded = module.encode(video[:, :-1], None if cond is None else cond[:, :-1])
-    # The ConvLSTM unrolled in Python (the same parameters as `module.contexts`, which scans).
-    # XLA's cost analysis counts a while loop's body once, so unrolled, the train step's FLOPs
-    # are counted right (benchmarks/train_throughput.py). With vpn_jax.conv's matmul kernel
-    # gradients the scan is no longer slower (XLA's own were ~25x slower inside a while loop).
-    carry = module.initial_carry(b, h, w)
-    contexts = []
-    for i in range(t - 1):
-        carry, out = module.lstm_step(carry, encoded[:, i])
-        contexts.append(out)
-    context = jnp.stack(contexts, axis=1)
-    targets = video[:, num_context:]
-    logits = module.decode(targets, context[:, num_context - 1:],
-                           None if cond is None else cond[:, num_context:])
-    return frame_log_likelihoods(logits, targets, module.output).sum(axis=1)
-
-
 def sequence_nll(module: VideoPixelNetwork, params: Any, video: jax.Array,
                  actions: Optional[jax.Array], states: Optional[jax.Array],
                  num_context: int) -> jax.Array:
@@ -112,11 +70,8 @@ def sequence_nll(module: VideoPixelNetwork, params: Any, video: jax.Array,
     video: uint8[B, T, H, W, C]; actions: float32[B, T, A] or None; states: float32[B, T_c, S]
     or None.
     """
-    t = video.shape[1]
-    if not 1 <= num_context < t:
-        raise ValueError(f'num_context must be in [1, {t - 1}]; got {num_context}.')
-    return -module.apply(
-        {'params': params}, video, actions, states, num_context, method=_predicted_log_likelihood)
+    return -log_likelihood(
+        module, {'params': params}, video, num_context=num_context, actions=actions, states=states)
 
 
 def train_num_context(config: ml_collections.ConfigDict) -> int:
@@ -127,44 +82,6 @@ def train_num_context(config: ml_collections.ConfigDict) -> int:
     encoder and ConvLSTM compute; evaluation always uses `data.num_context`.
     """
     return int(config.train.get('num_context', 0) or config.data.num_context)
-
-
-def make_optimizer(config: ml_collections.ConfigDict):
-    """(tx, plateau): RMSProp (optionally after global-norm clipping) and the plateau schedule.
-
-    The plateau transform is kept apart from `tx`: its state is updated from the validation loss
-    at each evaluation, and the train step multiplies the RMSProp update by its `scale`.
-    """
-    t = config.train
-    rmsprop = optax.rmsprop(t.learning_rate,
-                            decay=t.rmsprop_decay,
-                            eps=t.rmsprop_eps,
-                            initial_scale=t.rmsprop_initial_scale,
-                            eps_in_sqrt=True)
-    tx = optax.chain(optax.clip_by_global_norm(t.grad_clip_norm),
-                     rmsprop) if t.grad_clip_norm > 0 else rmsprop
-    plateau = optax_contrib.reduce_on_plateau(factor=t.plateau_factor,
-                                              patience=t.plateau_patience,
-                                              rtol=t.plateau_rtol,
-                                              cooldown=t.plateau_cooldown)
-    return tx, plateau
-
-
-def create_train_state(config: ml_collections.ConfigDict, module: VideoPixelNetwork,
-                       rng: jax.Array) -> TrainState:
-    """A fresh state: parameters from `rng`, zero step, fresh optimiser and plateau states."""
-    size = config.data.image_size
-    params = init_variables(module, rng, height=size, width=size)['params']
-    tx, plateau = make_optimizer(config)
-    return TrainState(step=jnp.zeros((), jnp.int32),
-                      params=params,
-                      opt_state=tx.init(params),
-                      plateau_state=plateau.init(params))
-
-
-def learning_rate(config: ml_collections.ConfigDict, state: TrainState) -> float:
-    """The current learning rate: the base rate times the plateau scale."""
-    return float(config.train.learning_rate) * float(state.plateau_state.scale)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,16 +108,21 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Ar
     }
 
 
-def make_train_step(config: ml_collections.ConfigDict, module: VideoPixelNetwork,
-                    mesh: Mesh) -> Callable[[TrainState, Mapping[str, jax.Array]], Tuple]:
+def make_train_step(
+    config: ml_collections.ConfigDict,
+    module: VideoPixelNetwork,
+    mesh: Mesh,
+    tx: Optional[optax.GradientTransformation] = None
+) -> Callable[[TrainState, Mapping[str, jax.Array]], Tuple]:
     """A jitted data-parallel step `(state, batch) -> (state, metrics)`; donates `state`.
 
     batch: video uint8[B, T, H, W, C] (B divisible by the mesh size), optional actions
     float32[B, T, A] and states float32[B, T_c, S], split over the mesh's 'data' axis.
     metrics: {'loss': float32[] in the paper's units, 'grad_norm': float32[], 'param_norm':
     float32[] (the global norm of the updated parameters: NaN or inf when any of them is)}.
+    tx: the state's optimiser (default: `make_optimizer(config)`'s).
     """
-    tx, _ = make_optimizer(config)
+    tx = tx or state_lib.make_optimizer(config)[0]
     num_context = train_num_context(config)
 
     def local_step(state: TrainState, batch):
@@ -307,8 +229,11 @@ def evaluate_source(config: ml_collections.ConfigDict,
 # Checks before compute.
 
 
-def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
-    """Raises ValueError for configs that cannot run (before any data is read or compiled)."""
+def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> VideoPixelNetwork:
+    """The model of a config that can run; raises ValueError for one that cannot.
+
+    Called before any data is read or anything compiled.
+    """
     t = config.train
     for name, value in (('train.batch_size', t.batch_size), ('eval.batch_size',
                                                              config.eval.batch_size)):
@@ -336,8 +261,9 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> None
         raise ValueError(f'Training sequences have data.num_frames={t} frames, so their context '
                          f'(train.num_context, or data.num_context when that is 0) must be in '
                          f'[1, {t - 1}]; got {nc}.')
-    build_module(config)  # Raises ValueError on a bad model config.
+    module = build_module(config)  # Raises ValueError on a bad model config.
     input_pipeline.check_data(config)  # Also checks data.num_context against eval_num_frames.
+    return module
 
 
 def check_finite(loss: float,
@@ -404,7 +330,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     What survives what (WORKSPACE.md, "What survives what"):
     * Config and data errors (including sequences too short or frames too small for the config)
       raise before the workdir is created and before anything is compiled.
-    * Process 0 holds `workdir/train.lock` (`vpn_jax.run_lock`) for the whole run: a second run
+    * Process 0 holds `workdir/train.lock` (`vpn_jax.training.run_lock`) for the whole run: a second run
       on the same workdir raises WorkdirLockedError.
     * A broken newest checkpoint (unreadable, or its state not matching its checksum) is
       reported, moved to `workdir/broken_checkpoints/`, and training resumes from the newest
@@ -418,8 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     """
     t = config.train
     mesh = make_mesh()
-    check_config(config, num_devices=mesh.size)
-    module = build_module(config)
+    module = check_config(config, num_devices=mesh.size)
     workdir = os.path.abspath(os.path.expanduser(workdir))
     # Open the data before creating the workdir or compiling anything (missing directories or
     # splits, too-short sequences and too-small frames raise here).
@@ -443,7 +368,9 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
     t = config.train
     is_main = jax.process_index() == 0
     mngr = ckpt.manager(workdir, keep=t.keep_checkpoints)
-    state = replicate(create_train_state(config, module, jax.random.key(t.seed)), mesh)
+    tx, plateau = state_lib.make_optimizer(config)
+    state = replicate(create_train_state(config, module, jax.random.key(t.seed), (tx, plateau)),
+                      mesh)
 
     def read(step):
         ckpt.check_compatible(mngr, step, config)
@@ -474,9 +401,8 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
             'The checkpoint in %s is at step %d, beyond train.num_steps=%d: nothing '
             'to train.', workdir, start_step, t.num_steps)
 
-    train_step = make_train_step(config, module, mesh)
+    train_step = make_train_step(config, module, mesh, tx)
     eval_step = make_eval_step(config, module, mesh)
-    _, plateau = make_optimizer(config)
     plateau_update = jax.jit(lambda ps, v: plateau.update(updates={}, state=ps, value=v)[1],
                              out_shardings=NamedSharding(mesh, P()))
     validates = lambda step: val_src is not None and step > 0 and step % t.eval_every_steps == 0
@@ -556,11 +482,12 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
             interval_steps += 1
             bar.update(1)
             done = step + 1
-            boundary = (done % t.log_every_steps == 0, validates(done),
-                        done % t.checkpoint_every_steps == 0 or done == t.num_steps)
-            if any(boundary):
+            logs = done % t.log_every_steps == 0
+            validates_now = validates(done)
+            saves = done % t.checkpoint_every_steps == 0 or done == t.num_steps
+            if logs or validates_now or saves:
                 last_loss = check(done, step_metrics)  # Waits for the step.
-            if boundary[0]:
+            if logs:
                 elapsed = time.time() - interval_start
                 writer.write(
                     done, {
@@ -572,11 +499,11 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
                     })
                 bar.set_postfix_str(f'loss {last_loss:.4f} {units(module)}')
                 interval_start, interval_steps = time.time(), 0
-            if boundary[2]:
+            if saves:
                 # Before the validation: an error there must not lose the training since the
                 # last checkpoint. A run resumed from here validates first ('validated': 0).
-                save(done, validated=not boundary[1])
-            if boundary[1]:
+                save(done, validated=not validates_now)
+            if validates_now:
                 validate(done)
                 interval_start = time.time()  # Evaluation time is not training time.
         if pending is not None:

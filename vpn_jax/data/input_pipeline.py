@@ -15,16 +15,16 @@ in a multi-process run), so the data position to checkpoint is the step itself.
 Datasets (`config.data.name`):
 
 * 'moving_mnist': training sequences generated on the fly from the train digits
-  (`vpn_jax.moving_mnist.sample_batch`); validation and test are the fixed splits of the TFDS
+  (`vpn_jax.data.moving_mnist.sample_batch`); validation and test are the fixed splits of the TFDS
   dataset `moving_mnist_vpn` (`config.data.validation_dataset` / `test_dataset`), prepared on
   first use when `config.data.prepare_if_missing` (the offline 'generated' config needs no
   downloads).
 * 'robotic_pushing' (or 'bair_robot_pushing'): the prepared TFDS splits; random 12-frame
-  training windows (`vpn_jax.pushing.train_batch`), 20-frame evaluation sequences.
-* 'push_sim': the procedural stand-in `vpn_jax.push_sim` (train / validation / test from
+  training windows (`vpn_jax.data.pushing.train_batch`), 20-frame evaluation sequences.
+* 'push_sim': the procedural stand-in `vpn_jax.data.push_sim` (train / validation / test from
   seeds `config.data.sim_seeds`), for CPU runs and the action-conditioning check.
 * 'video_array': your own videos, a uint8[N, T, H, W, C] .npy at `config.data.path`, split by
-  `data.validation_fraction` / `data.test_fraction` (`vpn_jax.video_array`).
+  `data.validation_fraction` / `data.test_fraction` (`vpn_jax.data.video_array`).
 """
 
 import os
@@ -33,10 +33,10 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 import ml_collections
 import numpy as np
 
-from vpn_jax import moving_mnist
-from vpn_jax import pushing
-from vpn_jax import push_sim
-from vpn_jax import video_array
+from vpn_jax.data import moving_mnist
+from vpn_jax.data import pushing
+from vpn_jax.data import push_sim
+from vpn_jax.data import video_array
 
 DATASETS = ('moving_mnist', 'robotic_pushing', 'bair_robot_pushing', 'push_sim', 'video_array')
 PUSHING = ('robotic_pushing', 'bair_robot_pushing', 'push_sim')
@@ -59,10 +59,11 @@ def _crop(video: np.ndarray, size: int) -> np.ndarray:
     return video[..., top:top + size, left:left + size, :]
 
 
-def _finish(batch: Mapping[str, np.ndarray],
-            config: ml_collections.ConfigDict,
-            shuffle_key: Sequence[int] = (0, )) -> Batch:
-    """Crops, keeps the context states only, and drops conditioning the model does not use.
+def _model_inputs(batch: Mapping[str, np.ndarray],
+                  config: ml_collections.ConfigDict,
+                  shuffle_key: Sequence[int] = (0, )) -> Batch:
+    """The batch as the model takes it: frames cropped, states of the context frames only,
+    conditioning the model does not use dropped.
 
     With `config.data.shuffle_actions` (an ablation) each sequence gets the actions of another
     sequence of the batch (a roll by a random offset drawn from `(train.seed, *shuffle_key)`),
@@ -182,10 +183,10 @@ def check_data(config: ml_collections.ConfigDict, *, train: bool = True) -> None
         path = config.data.get('path', '')
         if not path:
             raise ValueError("data.name='video_array' needs data.path: a .npy of uint8[N, T, H, "
-                             "W, C] videos (vpn_jax.video_array.save).")
+                             "W, C] videos (vpn_jax.data.video_array.save).")
         if not os.path.isfile(os.path.expanduser(path)):
             raise FileNotFoundError(f'config.data.path={path!r} does not exist; write it with '
-                                    'vpn_jax.video_array.save(path, videos).')
+                                    'vpn_jax.data.video_array.save(path, videos).')
         videos = video_array.load(path)
         video_array.split_indices(len(videos),
                                   validation_fraction=config.data.validation_fraction,
@@ -273,7 +274,7 @@ def train_batch(config: ml_collections.ConfigDict,
                                           config.train.seed,
                                           step * process_count + process_index,
                                           num_frames=config.data.num_frames)
-        return _finish({'video': video}, config)
+        return _model_inputs({'video': video}, config)
     if config.data.name == 'video_array':
         # Every process draws the global batch and keeps its share.
         video = video_array.train_batch(source,
@@ -281,7 +282,8 @@ def train_batch(config: ml_collections.ConfigDict,
                                         num_frames=config.data.num_frames,
                                         seed=config.train.seed,
                                         step=step)
-        return _finish({'video': video[process_index * local:(process_index + 1) * local]}, config)
+        return _model_inputs({'video': video[process_index * local:(process_index + 1) * local]},
+                             config)
     batch = pushing.train_batch(source,
                                 seed=config.train.seed,
                                 step=step,
@@ -289,7 +291,7 @@ def train_batch(config: ml_collections.ConfigDict,
                                 num_frames=config.data.num_frames,
                                 process_index=process_index,
                                 process_count=process_count)
-    return _finish(batch, config, (0, step, process_index))
+    return _model_inputs(batch, config, (0, step, process_index))
 
 
 def _video_eval(source: Any, batch_size: int, num_frames: int, process_index: int,
@@ -346,7 +348,7 @@ def eval_batches(config: ml_collections.ConfigDict,
     for b, batch in enumerate(it):
         if max_batches and b >= max_batches:
             return
-        yield _finish(batch, config, (1, b, process_index))
+        yield _model_inputs(batch, config, (1, b, process_index))
 
 
 def model_args(batch: Mapping[str, Any]) -> tuple:

@@ -13,7 +13,7 @@ Sources. The pipeline reads any random-access source: an object with `len(source
     state:  float32[T, S]
 
 as `tfds.data_source` does over the prepared `robotic_pushing` / `bair_robot_pushing` builders
-(see `data_source` below) and as `vpn_jax.push_sim.PushSimSource` does in memory.
+(see `data_source` below) and as `vpn_jax.data.push_sim.PushSimSource` does in memory.
 
 Batches (numpy dicts; the caller moves them to devices and shards them):
 
@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from vpn_jax import tfrecord
+from vpn_jax.data import tfrecord
 
 # Sect. 6 / 6.1 of the paper.
 TRAIN_FRAMES = 12

@@ -17,7 +17,7 @@ Per sequence (T = 20 frames by default):
 Like the real data, the transitions are not always what the action asks for: a blocked gripper
 stays short of its commanded position. Everything is a pure function of `(seed, index)`:
 `PushSimSource(seed, size)` is a random-access source (`len`, `[i]`, `__getitems__`) that
-`vpn_jax.pushing.train_batch` / `eval_batches` read like a `tfds.data_source`.
+`vpn_jax.data.pushing.train_batch` / `eval_batches` read like a `tfds.data_source`.
 """
 
 import dataclasses

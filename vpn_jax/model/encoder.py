@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vpn_jax.masked_conv import MaskedConv
+from vpn_jax.model.masked_conv import MaskedConv
 
 
 def residual_stack(block_cls: Callable[..., nn.Module],

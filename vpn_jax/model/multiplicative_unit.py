@@ -1,12 +1,21 @@
 """The Multiplicative Unit (sect. 4.1) and the Residual Multiplicative Block (sect. 4.2)."""
 
-from typing import Any, Optional
+from typing import Any, Callable, Dict, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vpn_jax.masked_conv import MaskedConv
+from vpn_jax.model.masked_conv import IncrementalConv, MaskedConv, group_slice, set_group
+
+
+def gated_update(gates: jax.Array, h: jax.Array) -> jax.Array:
+    """The MU's element-wise part (eq. 1): gates float[..., 4n] = [g1, g2, g3, u], h [..., n].
+
+    Returns sigmoid(g1) * tanh(sigmoid(g2) * h + sigmoid(g3) * tanh(u)).
+    """
+    g1, g2, g3, u = jnp.split(gates, 4, axis=-1)
+    return nn.sigmoid(g1) * jnp.tanh(nn.sigmoid(g2) * h + nn.sigmoid(g3) * jnp.tanh(u))
 
 
 class MultiplicativeUnit(nn.Module):
@@ -39,9 +48,7 @@ class MultiplicativeUnit(nn.Module):
                            num_blocks=4,
                            dtype=self.dtype,
                            name='gates')(h, cond)
-        g1, g2, g3, u = jnp.split(gates, 4, axis=-1)
-        h = h.astype(gates.dtype)
-        return nn.sigmoid(g1) * jnp.tanh(nn.sigmoid(g2) * h + nn.sigmoid(g3) * jnp.tanh(u))
+        return gated_update(gates, h.astype(gates.dtype))
 
 
 class ResidualMultiplicativeBlock(nn.Module):
@@ -79,3 +86,42 @@ class ResidualMultiplicativeBlock(nn.Module):
         h3 = mu('mu2')(h2, cond)
         h4 = conv(h.shape[-1], 1, 'expand')(h3, cond)
         return h + h4.astype(h.dtype)
+
+
+class IncrementalRMB:
+    """A trained, masked `ResidualMultiplicativeBlock` at one pixel and colour group at a time.
+
+    The fast sampler's form of the block (see `IncrementalConv`). `spatial` names the layers
+    with 3x3 kernels, whose inputs the sampler buffers (rows above, pixels to the left).
+    """
+
+    def __init__(self, params: Dict[str, Any], layer: Callable[..., IncrementalConv],
+                 num_colors: int):
+        """params: the block's; layer(params, num_blocks=1) builds a mask-B `IncrementalConv`."""
+        self.reduce = layer(params['reduce'])
+        self.expand = layer(params['expand'])
+        self.spatial = {name: layer(params[name]['gates'], num_blocks=4) for name in ('mu1', 'mu2')}
+        self.num_colors = num_colors
+
+    def group(self, g: int, h: jax.Array, inputs: Dict[str, jax.Array], pre: Dict[str, jax.Array],
+              left: Dict[str, jax.Array]) -> jax.Array:
+        """Colour group g of the block's output at the current pixel; float[B, n_g].
+
+        h: float[B, 2c], the block's input (groups <= g final). inputs: the spatial layers'
+        inputs at this pixel, float[B, c] each, in which group g is written here. pre, left: per
+        spatial layer, `rows_above` at this pixel and the inputs of the pixels to the left.
+        """
+        colors = self.num_colors
+        mu1, mu2 = self.spatial['mu1'], self.spatial['mu2']
+        h1 = self.reduce.group(g, self.reduce.bias, h)  # No activation (sect. 4.2).
+        inputs['mu1'] = set_group(inputs['mu1'], g, h1, colors)
+        h2 = gated_update(mu1.group(g, pre['mu1'], inputs['mu1'], left['mu1']), h1)
+        inputs['mu2'] = set_group(inputs['mu2'], g, h2, colors)
+        h3 = gated_update(mu2.group(g, pre['mu2'], inputs['mu2'], left['mu2']), h2)
+        inputs['expand'] = set_group(inputs['expand'], g, h3, colors)
+        h4 = self.expand.group(g, self.expand.bias, inputs['expand'])
+        return group_slice(h, g, self.num_colors) + h4
+
+    def zero_inputs(self, batch: int, channels: int, dtype: Any) -> Dict[str, jax.Array]:
+        """The per-pixel input vectors before any group is written: float[B, c] zeros."""
+        return {name: jnp.zeros((batch, channels), dtype) for name in ('mu1', 'mu2', 'expand')}

@@ -1,7 +1,7 @@
 """Your own videos as a dataset: a `uint8[N, T, H, W, C]` array in a `.npy` file.
 
-    videos = vpn_jax.video_array.read_video_folder('my_clips/', num_frames=12, size=64)
-    vpn_jax.video_array.save('my_clips.npy', videos)
+    videos = vpn_jax.data.video_array.read_video_folder('my_clips/', num_frames=12, size=64)
+    vpn_jax.data.video_array.save('my_clips.npy', videos)
     config = vpn_jax.configs.load_config('experiments/video_array.py:cpu')
     config.data.path = 'my_clips.npy'
 
@@ -62,7 +62,7 @@ def load(path: str) -> np.ndarray:
     path = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f'No video array at {path!r}; write one with '
-                                'vpn_jax.video_array.save(path, videos).')
+                                'vpn_jax.data.video_array.save(path, videos).')
     try:
         videos = np.load(path, mmap_mode='r', allow_pickle=False)
     except ValueError as e:

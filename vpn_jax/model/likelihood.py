@@ -34,6 +34,23 @@ def frame_log_likelihoods(logits: jax.Array, frames: jax.Array, output: str) -> 
     return ll.reshape(ll.shape[:2] + (-1, )).sum(-1)
 
 
+def predicted_log_likelihood(module, video: jax.Array, actions: Optional[jax.Array],
+                             states: Optional[jax.Array], num_context: int) -> jax.Array:
+    """Inside `module.apply`: log p(frames num_context..T-1 | frames before); float32[B].
+
+    Decodes only the predicted frames: the decoders of the context frames 1..num_context-1
+    would not contribute. Arguments as for `log_likelihood`.
+    """
+    module.check_inputs(video, actions, states)
+    cond = module.conditioning(video.shape[1], actions, states)
+    _, context = module.contexts(
+        module.encode(video[:, :-1], None if cond is None else cond[:, :-1]))
+    targets = video[:, num_context:]
+    logits = module.decode(targets, context[:, num_context - 1:],
+                           None if cond is None else cond[:, num_context:])
+    return frame_log_likelihoods(logits, targets, module.output).sum(axis=1)
+
+
 def log_likelihood(module,
                    variables,
                    video: jax.Array,
@@ -42,6 +59,8 @@ def log_likelihood(module,
                    actions: Optional[jax.Array] = None,
                    states: Optional[jax.Array] = None) -> jax.Array:
     """log p(frames num_context..T-1 | frames before) in nats; float32[B].
+
+    The one log-likelihood of the project: training minimises it, evaluation reports it.
 
     Args:
       module: a `VideoPixelNetwork` (see `build_model`).
@@ -60,6 +79,9 @@ def log_likelihood(module,
     if not 1 <= num_context < t:
         raise ValueError(f'num_context must be in [1, {t - 1}] for a video of {t} frames; '
                          f'got {num_context}.')
-    logits = module.apply(variables, video, actions, states)
-    per_frame = frame_log_likelihoods(logits, video[:, 1:], module.output)
-    return per_frame[:, num_context - 1:].sum(axis=1)
+    return module.apply(variables,
+                        video,
+                        actions,
+                        states,
+                        int(num_context),
+                        method=predicted_log_likelihood)

@@ -1,17 +1,20 @@
-"""XLA:CPU settings for the command-line programs (training, evaluation, benchmarks).
+"""Everything the project does for XLA:CPU's speed, and nothing the model depends on.
 
-Both must be made before JAX starts a backend; neither changes results.
+None of it changes results; the commands (`vpn_jax.main`, `vpn_jax.evaluate`, the benchmarks)
+call `configure()` first thing, and the test suite turns on the convolutions. On GPU and TPU
+nothing here is used: the model runs XLA's own convolutions and gradients.
 
-* `configure_scheduler` turns XLA:CPU's concurrency-optimised scheduler off through XLA_FLAGS.
-  Our convolutions' matmuls already use every core, so running other operations beside them only
-  competes for cores and caches; the train step is faster without it. XLA reads the flag once,
-  when the first backend starts (`jax.jit(..., compiler_options=...)` does not reach it); other
-  platforms ignore it. `vpn_jax.sample_main` keeps XLA's default, with which the sampler is faster.
+* `use_matmul_kernel_gradients` makes every model convolution compute its kernel gradient with
+  matmuls (`vpn_jax.xla_cpu.conv`); XLA:CPU's own kernel-gradient convolutions are far slower.
+* `configure_scheduler` turns XLA:CPU's concurrency-optimised scheduler off through XLA_FLAGS:
+  the convolutions' matmuls already use every core, so running other operations beside them only
+  competes for cores and caches. XLA reads the flag when its first backend starts.
+  `vpn_jax.sample_main` keeps XLA's default, with which the sampler is faster.
 * `keep_freed_memory` makes glibc's malloc keep freed memory. XLA:CPU mallocs a step's buffers
   and frees them when the step ends; glibc returns large blocks to the kernel on free, so every
   step would fault its working set in again, page by page.
 
-Why and by how much: WORKSPACE.md, "Speed on the CPU". From the shell, for other programs:
+By how much: WORKSPACE.md, "Speed on the CPU". From the shell, for other programs:
 
     XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:\
@@ -21,11 +24,44 @@ glibc.malloc.arena_max=1
 import ctypes
 import os
 import platform
-from typing import MutableMapping, Optional
+from typing import Dict, MutableMapping, Optional
 
 from absl import logging
+import jax
+
+from vpn_jax.model import masked_conv
+from vpn_jax.xla_cpu import conv
 
 FLAG = '--xla_cpu_enable_concurrency_optimized_scheduler'
+
+
+def configure(*, keep_freed: bool = True, concurrent_scheduler: bool = False) -> Dict[str, bool]:
+    """The commands' setup: call it before anything touches a JAX device.
+
+    The scheduler flag, malloc's settings (when `keep_freed`) and the matmul kernel gradients.
+    Returns which of the first two were set (a user's own XLA_FLAGS or GLIBC_TUNABLES win).
+    """
+    done = {
+        'scheduler': configure_scheduler(concurrent_scheduler),
+        'keep_freed_memory': keep_freed and keep_freed_memory(),
+    }
+    use_matmul_kernel_gradients()
+    return done
+
+
+def use_matmul_kernel_gradients(enabled: bool = True) -> None:
+    """Model convolutions traced on a CPU backend get `vpn_jax.xla_cpu.conv.conv2d`'s gradients.
+
+    Same values; the kernel gradients are matmuls. Other backends keep XLA's convolution. False
+    restores XLA's everywhere. Affects functions traced afterwards.
+    """
+    masked_conv.set_conv2d(_conv2d_on_cpu if enabled else None)
+
+
+def _conv2d_on_cpu(x, kernel, dilation, live_taps):
+    if jax.default_backend() == 'cpu':
+        return conv.conv2d(x, kernel, dilation, live_taps)
+    return masked_conv.xla_conv2d(x, kernel, dilation)
 
 
 def configure_scheduler(concurrent: bool = False,

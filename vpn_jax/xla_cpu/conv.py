@@ -1,18 +1,17 @@
-"""The one convolution every layer uses: 2-D, stride 1, 'SAME', optionally dilated.
+"""The model's convolution with a kernel gradient that XLA:CPU runs at matmul speed.
 
-Its value is `lax.conv_general_dilated`'s. Its gradient is computed by hand (a `custom_vjp`)
-because XLA:CPU's kernel-gradient convolutions run far below its matmul speed (WORKSPACE.md,
-"CPU: convolution gradients"). On the CPU the kernel gradient is therefore computed with matmuls,
+`conv2d` has `vpn_jax.model.masked_conv.xla_conv2d`'s value; its gradient is a `custom_vjp`,
+because XLA:CPU's kernel-gradient convolutions run far below its matmul speed (the figures:
+WORKSPACE.md, "Speed on the CPU"). The kernel gradient is computed with matmuls,
 
     dK[i, j] = sum over n, y, x of  X_pad[n, y + d i, x + d j, :]^T  dY[n, y, x, :],
 
 a few images at a time, one (k Cin, n*H*W) @ (n*H*W, Cout) matmul per kernel row, its left
-operand the row's k windows stacked channel-major (`_kernel_grad_rows`), and a 1x1 convolution
-is a matmul in both directions. On other platforms (GPU, TPU) `lax.platform_dependent` keeps
-XLA's own kernel gradient, which cuDNN and the TPU compiler do well. The input gradient is the
-usual convolution of dY with the flipped, transposed kernel on every platform.
-
-Tested against `jax.vjp` of `lax.conv_general_dilated` (`tests/test_conv.py`).
+operand the row's k windows stacked channel-major (`_kernel_grad_rows`); a 1x1 convolution is a
+matmul in both directions. The input gradient is the usual convolution of dY with the flipped,
+transposed kernel. On other platforms `lax.platform_dependent` keeps XLA's own kernel gradient.
+`vpn_jax.xla_cpu.use_matmul_kernel_gradients` makes the model use it; tested against `jax.vjp`
+of XLA's convolution in `tests/test_xla_cpu.py`.
 """
 
 import functools
@@ -21,17 +20,7 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
-
-
-def xla_conv2d(x: jax.Array, kernel: jax.Array, dilation: int = 1) -> jax.Array:
-    """`conv2d`'s value with XLA's own gradients (the reference the tests and benchmarks use)."""
-    return jax.lax.conv_general_dilated(x,
-                                        kernel,
-                                        window_strides=(1, 1),
-                                        padding='SAME',
-                                        rhs_dilation=(dilation, dilation),
-                                        dimension_numbers=_DIMENSIONS)
+from vpn_jax.model.masked_conv import xla_conv2d
 
 
 def _pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -43,10 +32,10 @@ def conv2d(x: jax.Array,
            kernel: jax.Array,
            dilation: int = 1,
            live_taps: Optional[Tuple[Tuple[int, int], ...]] = None) -> jax.Array:
-    """Resolution-preserving convolution: x float[N, H, W, Cin], kernel float[k, k, Cin, Cout].
+    """`xla_conv2d(x, kernel, dilation)`, differentiated with matmuls on the CPU.
 
-    k must be odd; zero padding of `dilation * (k // 2)` on each side keeps H and W. Returns
-    float[N, H, W, Cout] in the common dtype of `x` and `kernel` (cast them first).
+    x float[N, H, W, Cin], kernel float[k, k, Cin, Cout] (k odd) -> float[N, H, W, Cout] in the
+    common dtype of `x` and `kernel` (cast them first).
 
     `live_taps`, if given, lists the kernel positions (i, j) that the caller's mask can leave
     non-zero; the kernel gradient is computed only there and reported as zero elsewhere, which is
@@ -80,15 +69,6 @@ def _varying_axes(a: jax.Array) -> frozenset:
 def _vary(a: jax.Array, axes: frozenset) -> jax.Array:
     missing = tuple(sorted(axes - _varying_axes(a)))
     return jax.lax.pcast(a, missing, to='varying') if missing else a
-
-
-def vary_like(tree, like: jax.Array):
-    """`tree`'s arrays, made to vary over the shard_map mesh axes `like` varies over.
-
-    E.g. a scan's zero initial carry, which must have the type of the carry the body returns.
-    The identity outside shard_map.
-    """
-    return jax.tree_util.tree_map(lambda a: _vary(a, _varying_axes(like)), tree)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

@@ -7,7 +7,7 @@ kept.
 * `config`: the whole experiment config as JSON, so that `load_checkpoint(workdir)` can rebuild
   the model without the config file.
 * `data`: the training data position `{'seed': int, 'step': int}` (batches are a pure function
-  of both, see `vpn_jax.input_pipeline`), and `'validated'`: whether the validation at this step
+  of both, see `vpn_jax.data.input_pipeline`), and `'validated'`: whether the validation at this step
   was done before the save (training saves first, so that a failing validation loses nothing).
 * `checksum`: `{'sha256': hex}` of the state's arrays as saved (`state_checksum`), verified on
   restore: orbax and tensorstore detect a truncated file or a missing item, but not flipped bits
@@ -35,6 +35,9 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+
+from vpn_jax.model.vpn import MODEL_FIELDS, build_model
+from vpn_jax.training import state as state_lib
 
 ITEMS = ('state', 'config', 'data', 'checksum')
 CHECKPOINT_DIR = 'checkpoints'
@@ -265,9 +268,8 @@ def _normalise(value: Any) -> Any:
 def model_config_mismatch(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Dict[str, Any]:
     """Model fields that differ and change the parameters: {field: (saved, current)}.
 
-    Compute-only fields (dtype, remat, image_chunk) may change between runs and are ignored.
+    Compute-only fields (dtype, remat) may change between runs and are ignored.
     """
-    from vpn_jax.vpn import MODEL_FIELDS
     diff = {}
     for field in MODEL_FIELDS:
         a, b = _normalise(saved.get(field)), _normalise(current.get(field))
@@ -312,7 +314,6 @@ def load_checkpoint_and_step(
         workdir: str,
         step: Optional[int] = None) -> Tuple[Any, Dict[str, Any], ml_collections.ConfigDict, int]:
     """`load_checkpoint`, plus the step of the checkpoint it loaded."""
-    from vpn_jax import train  # Late import: train imports this module.
     path = os.path.abspath(os.path.expanduser(workdir))
     if os.path.basename(path.rstrip('/')) == CHECKPOINT_DIR:
         path = os.path.dirname(path.rstrip('/'))
@@ -326,10 +327,10 @@ def load_checkpoint_and_step(
         raise FileNotFoundError(f'No checkpoint in {checkpoint_dir(path)!r}.')
 
     def abstract_state(config):
-        module = train.build_module(config)
+        module = build_model(config.model)
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         abstract = jax.eval_shape(
-            lambda: train.create_train_state(config, module, jax.random.key(0)))
+            lambda: state_lib.create_train_state(config, module, jax.random.key(0)))
         return module, jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
 

@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vpn_jax.conv_lstm import Carry, ConvLSTM
-from vpn_jax.decoder import Decoder
-from vpn_jax.encoder import Encoder
-from vpn_jax.multiplicative_unit import ResidualMultiplicativeBlock
-from vpn_jax.residual_block import ReluResidualBlock
+from vpn_jax.model.conv_lstm import Carry, ConvLSTM
+from vpn_jax.model.decoder import Decoder
+from vpn_jax.model.encoder import Encoder
+from vpn_jax.model.multiplicative_unit import ResidualMultiplicativeBlock
+from vpn_jax.model.residual_block import ReluResidualBlock
 
 BLOCKS = {'rmb': ResidualMultiplicativeBlock, 'relu': ReluResidualBlock}
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -45,7 +45,6 @@ class VideoPixelNetwork(nn.Module):
     state_dim: int = 0
     dtype: str = 'float32'
     remat: bool = False
-    image_chunk: int = 0
 
     def setup(self):
         dtype = DTYPES[self.dtype]
@@ -120,20 +119,18 @@ class VideoPixelNetwork(nn.Module):
         b, t = frames.shape[:2]
         flat = to_float(frames).reshape((b * t, ) + frames.shape[2:])
         flat_cond = None if cond is None else cond.reshape(b * t, -1)
-        h = self._in_chunks(self.encoder, flat, flat_cond)
+        h = self.encoder(flat, flat_cond)
         return h.reshape((b, t) + h.shape[1:])
 
-    def contexts(self, encoded: jax.Array) -> jax.Array:
-        """encoded: float[B, T, H, W, 2c] -> float32[B, T, H, W, L]; entry t summarises 0..t."""
-        return self.lstm(encoded)
+    def contexts(self,
+                 encoded: jax.Array,
+                 carry: Optional[Carry] = None) -> Tuple[Carry, jax.Array]:
+        """The ConvLSTM over encoded frames: float[B, T, H, W, 2c] -> (carry, float32[B, T, H, W, L]).
 
-    def initial_carry(self, batch_size: int, height: int, width: int) -> Carry:
-        """The ConvLSTM's zero state."""
-        return self.lstm.initial_carry(batch_size, height, width)
-
-    def lstm_step(self, carry: Carry, encoded: jax.Array) -> Tuple[Carry, jax.Array]:
-        """One ConvLSTM step: encoded float[B, H, W, 2c] -> (carry, context float32[B, H, W, L])."""
-        return self.lstm.step(carry, encoded)
+        Entry t summarises frames 0..t; `carry` is the state before frame 0 (None: zeros), and the
+        returned one continues after frame T-1 (the sampler's one-frame steps).
+        """
+        return self.lstm(encoded, carry)
 
     def decode(self,
                frames: jax.Array,
@@ -147,27 +144,8 @@ class VideoPixelNetwork(nn.Module):
         """
         b, t = frames.shape[:2]
         merge = lambda x: None if x is None else x.reshape((b * t, ) + x.shape[2:])
-        logits = self._in_chunks(self.frame_decoder, to_float(merge(frames)), merge(context),
-                                 merge(cond))
+        logits = self.frame_decoder(to_float(merge(frames)), merge(context), merge(cond))
         return logits.reshape((b, t) + logits.shape[1:])
-
-    def _in_chunks(self, fn, *images):
-        """fn(*images), applied to `image_chunk` images at a time along axis 0 when set.
-
-        Every image is independent in the encoder and the decoder, so this changes only the
-        order of work (and the summation order of the parameter gradients): on a CPU, a few
-        images per chunk keep a wide layer's activations in cache between the convolution and
-        its element-wise gates (WORKSPACE.md, "Speed on the CPU"). Small models only pay the extra
-        operations.
-        """
-        n = next(x for x in images if x is not None).shape[0]
-        if not 0 < self.image_chunk < n:
-            return fn(*images)
-        outputs = [
-            fn(*(None if x is None else x[start:start + self.image_chunk] for x in images))
-            for start in range(0, n, self.image_chunk)
-        ]
-        return jnp.concatenate(outputs, axis=0)
 
     def __call__(self, video: jax.Array, actions=None, states=None) -> jax.Array:
         """Teacher-forced logits for frames 1..T-1.
@@ -185,14 +163,16 @@ class VideoPixelNetwork(nn.Module):
         t = video.shape[1]
         cond = self.conditioning(t, actions, states)
         enc_cond, dec_cond = (None, None) if cond is None else (cond[:, :-1], cond[:, 1:])
-        context = self.contexts(self.encode(video[:, :-1], enc_cond))
+        _, context = self.contexts(self.encode(video[:, :-1], enc_cond))
         return self.decode(video[:, 1:], context, dec_cond)
 
 
 MODEL_FIELDS = ('decoder', 'block', 'channels', 'encoder_blocks', 'decoder_blocks',
                 'encoder_dilations', 'lstm_channels', 'top_channels', 'output', 'num_colors',
                 'action_dim', 'state_dim')
-OPTIONAL_FIELDS = ('dtype', 'remat', 'image_chunk')
+OPTIONAL_FIELDS = ('dtype', 'remat')
+# Fields older configs may carry that no longer change anything (accepted and ignored).
+RETIRED_FIELDS = ('image_chunk', )
 
 
 def build_model(config: ml_collections.ConfigDict) -> VideoPixelNetwork:
@@ -202,12 +182,12 @@ def build_model(config: ml_collections.ConfigDict) -> VideoPixelNetwork:
     encoder_blocks, decoder_blocks, encoder_dilations (tuple, one entry per encoder block, or
     empty), lstm_channels, top_channels, output ('softmax' | 'sigmoid'), num_colors (1 | 3),
     action_dim, state_dim (0 when unconditioned). Optional: dtype ('float32' | 'bfloat16'),
-    remat (bool), image_chunk (images the encoder and decoder process at a time; 0: all).
+    remat (bool). Fields in `RETIRED_FIELDS` are ignored, so that old checkpoints still load.
     """
     missing = [f for f in MODEL_FIELDS if f not in config]
     if missing:
         raise ValueError(f'Model config lacks fields {missing}; it needs {list(MODEL_FIELDS)}.')
-    unknown = [f for f in config if f not in MODEL_FIELDS + OPTIONAL_FIELDS]
+    unknown = [f for f in config if f not in MODEL_FIELDS + OPTIONAL_FIELDS + RETIRED_FIELDS]
     if unknown:
         raise ValueError(f'Unknown model config fields {unknown}; known: '
                          f'{list(MODEL_FIELDS + OPTIONAL_FIELDS)}.')
@@ -240,9 +220,6 @@ def build_model(config: ml_collections.ConfigDict) -> VideoPixelNetwork:
     expect(
         kwargs.get('dtype', 'float32') in DTYPES,
         f"dtype must be one of {list(DTYPES)}; got {kwargs.get('dtype')!r}.")
-    expect(
-        kwargs.get('image_chunk', 0) >= 0,
-        f"image_chunk must be >= 0 (0: all images at once); got {kwargs.get('image_chunk')}.")
     return VideoPixelNetwork(**kwargs)
 
 

@@ -1,12 +1,12 @@
 """The ReLU residual block of He et al. 2016 used by the paper's "ReLU" VPN variants."""
 
-from typing import Any, Optional
+from typing import Any, Callable, Dict, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vpn_jax.masked_conv import MaskedConv
+from vpn_jax.model.masked_conv import IncrementalConv, MaskedConv, group_slice, set_group
 
 
 class ReluResidualBlock(nn.Module):
@@ -43,3 +43,32 @@ class ReluResidualBlock(nn.Module):
         y = conv(self.channels, 3, self.dilation, 'conv')(nn.relu(y), cond)
         y = conv(h.shape[-1], 1, 1, 'expand')(nn.relu(y), cond)
         return h + y.astype(h.dtype)
+
+
+class IncrementalReluBlock:
+    """A trained, masked `ReluResidualBlock` at one pixel and colour group at a time.
+
+    The fast sampler's form of the block (see `IncrementalConv`, and `IncrementalRMB` for the
+    arguments). `spatial` names its 3x3 layer.
+    """
+
+    def __init__(self, params: Dict[str, Any], layer: Callable[..., IncrementalConv],
+                 num_colors: int):
+        self.reduce = layer(params['reduce'])
+        self.expand = layer(params['expand'])
+        self.spatial = {'conv': layer(params['conv'])}
+        self.num_colors = num_colors
+
+    def group(self, g: int, h: jax.Array, inputs: Dict[str, jax.Array], pre: Dict[str, jax.Array],
+              left: Dict[str, jax.Array]) -> jax.Array:
+        """Colour group g of h + W3 relu(W2 relu(W1 relu(h))) at the current pixel."""
+        y1 = self.reduce.group(g, self.reduce.bias, jax.nn.relu(h))
+        inputs['conv'] = set_group(inputs['conv'], g, jax.nn.relu(y1), self.num_colors)
+        y2 = self.spatial['conv'].group(g, pre['conv'], inputs['conv'], left['conv'])
+        inputs['expand'] = set_group(inputs['expand'], g, jax.nn.relu(y2), self.num_colors)
+        y3 = self.expand.group(g, self.expand.bias, inputs['expand'])
+        return group_slice(h, g, self.num_colors) + y3
+
+    def zero_inputs(self, batch: int, channels: int, dtype: Any) -> Dict[str, jax.Array]:
+        """The per-pixel input vectors before any group is written: float[B, c] zeros."""
+        return {name: jnp.zeros((batch, channels), dtype) for name in ('conv', 'expand')}

@@ -1,0 +1,1 @@
+"""Training: the data-parallel train step and loop, orbax checkpoints, metrics, the run lock."""
