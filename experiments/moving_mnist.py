@@ -56,13 +56,8 @@ def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
     # TFDS manual dir (mnist_test_seq.npy or IDX files), for the 'standard' / 'generated_idx'.
     config.data.manual_dir = ''
 
-    config.train = ml_collections.ConfigDict()
     # Global batch (split across devices), steps, RMSProp learning rate (sect. 5.1).
-    config.train.batch_size = 64
-    config.train.num_steps = 300_000
-    config.train.learning_rate = 3e-4
-    config.train.seed = 0
-    common.training_defaults(config)
+    common.training_config(config, batch_size=64, num_steps=300_000, learning_rate=3e-4)
     if variant == 'cpu':
         _cpu_overrides(config)
     if variant in common.CPU_RECIPE_VARIANTS:
@@ -80,16 +75,15 @@ def _cpu_recipe(config: ml_collections.ConfigDict) -> None:
     paper's: frames 10..19 of 20 given 0..9.
     """
     config.data.num_frames = 8
-    config.train.num_context = 1
-    config.train.batch_size = 4
-    config.train.num_steps = 100_000
-    config.train.learning_rate = 1e-3
-    config.train.eval_every_steps = 150
-    config.train.checkpoint_every_steps = 150
-    config.train.keep_checkpoints = 40
-    config.train.log_every_steps = 25
-    config.eval.batch_size = 16
-    config.eval.validation_batches = 4
+    common.short_run(config,
+                     num_steps=100_000,
+                     every=150,
+                     log_every=25,
+                     eval_batch_size=16,
+                     validation_batches=4,
+                     num_context=1,
+                     learning_rate=1e-3,
+                     keep_checkpoints=40)
 
 
 def _cpu_overrides(config: ml_collections.ConfigDict) -> None:
@@ -100,13 +94,12 @@ def _cpu_overrides(config: ml_collections.ConfigDict) -> None:
     128 steps rather than 64: by then the loss has flattened enough that the result no longer
     depends much on float rounding (WORKSPACE.md, "CPU: commands and train steps").
     """
-    config.train.batch_size = 4
-    config.train.num_steps = 128
-    config.train.learning_rate = 1e-3
-    config.train.eval_every_steps = 32
-    config.train.checkpoint_every_steps = 32
-    config.train.log_every_steps = 4
-    config.train.plateau_patience = 2
-    config.eval.batch_size = 16
-    config.eval.validation_batches = 1
+    common.short_run(config,
+                     num_steps=128,
+                     every=32,
+                     log_every=4,
+                     eval_batch_size=16,
+                     validation_batches=1,
+                     learning_rate=1e-3,
+                     plateau_patience=2)
     config.eval.test_batches = 8

@@ -20,18 +20,13 @@ def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
                          f'{common.VARIANTS + ("cpu_sim",)}.')
     config = ml_collections.ConfigDict()
     config.variant = variant
-    if variant == 'cpu':
-        config.model = common.cpu_model(output='softmax',
-                                        num_colors=3,
-                                        action_dim=5,
-                                        state_dim=5,
-                                        top_channels=48)
-    elif variant == 'cpu_sim':
+    if variant in ('cpu', 'cpu_sim'):
         # PushSim has 2-d actions and states (commanded displacement, gripper position).
+        dim = 2 if variant == 'cpu_sim' else 5
         config.model = common.cpu_model(output='softmax',
                                         num_colors=3,
-                                        action_dim=2,
-                                        state_dim=2,
+                                        action_dim=dim,
+                                        state_dim=dim,
                                         top_channels=48)
     else:
         config.model = common.paper_model(variant,
@@ -73,12 +68,7 @@ def get_config(variant: str = 'vpn_rmb_dilation') -> ml_collections.ConfigDict:
     # Ablation: give each sequence another sequence's actions (train and eval).
     config.data.shuffle_actions = False
 
-    config.train = ml_collections.ConfigDict()
-    config.train.batch_size = 64
-    config.train.num_steps = 275_000
-    config.train.learning_rate = 1e-4
-    config.train.seed = 0
-    common.training_defaults(config)
+    common.training_config(config, batch_size=64, num_steps=275_000, learning_rate=1e-4)
     if variant in ('cpu', 'cpu_sim'):
         _cpu_overrides(config)
     if variant == 'cpu_sim':
@@ -92,13 +82,12 @@ def _cpu_overrides(config: ml_collections.ConfigDict) -> None:
     The loss is in nats/dim, so gradients are ~1e-4 of Moving MNIST's: with TF1's accumulator
     start of 1.0 RMSProp's first ~50 steps barely move; short runs start it at 0 (Torch/PyTorch).
     """
-    config.train.rmsprop_initial_scale = 0.0
-    config.train.batch_size = 4
-    config.train.num_steps = 600
-    config.train.eval_every_steps = 200
-    config.train.checkpoint_every_steps = 200
-    config.train.log_every_steps = 20
-    config.train.plateau_patience = 2
-    config.eval.batch_size = 16
-    config.eval.validation_batches = 2
+    common.short_run(config,
+                     num_steps=600,
+                     every=200,
+                     log_every=20,
+                     eval_batch_size=16,
+                     validation_batches=2,
+                     rmsprop_initial_scale=0.0,
+                     plateau_patience=2)
     config.eval.test_batches = 4

@@ -46,24 +46,18 @@ def get_config(variant: str = 'cpu') -> ml_collections.ConfigDict:
     config.data.image_size = 64
     config.data.tfds_data_dir = ''
 
-    config.train = ml_collections.ConfigDict()
-    config.train.batch_size = 64
-    config.train.num_steps = 100_000
-    config.train.learning_rate = 1e-4
-    config.train.seed = 0
-    common.training_defaults(config)
+    common.training_config(config, batch_size=64, num_steps=100_000, learning_rate=1e-4)
     if variant == 'cpu':
         # As the pushing `cpu` config: nats/dim gradients are small, so RMSProp's mean-square
         # accumulator starts at 0 (PyTorch) rather than TF1's 1.
-        config.train.rmsprop_initial_scale = 0.0
-        config.train.batch_size = 4
-        config.train.num_steps = 300
-        config.train.learning_rate = 1e-3
-        config.train.num_context = 1
-        config.train.eval_every_steps = 100
-        config.train.checkpoint_every_steps = 100
-        config.train.log_every_steps = 10
-        config.eval.batch_size = 8
-        config.eval.validation_batches = 2
+        common.short_run(config,
+                         num_steps=300,
+                         every=100,
+                         log_every=10,
+                         eval_batch_size=8,
+                         validation_batches=2,
+                         rmsprop_initial_scale=0.0,
+                         learning_rate=1e-3,
+                         num_context=1)
         config.eval.test_batches = 0
     return config

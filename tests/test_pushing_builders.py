@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pushing_fixtures
-from vpn_jax.data import pushing
+from vpn_jax.data import pushing_format
 from vpn_jax import tfds_datasets
 from vpn_jax.data import tfrecord
 from vpn_jax_datasets.bair_robot_pushing import bair_robot_pushing_dataset_builder as bair
@@ -64,7 +64,7 @@ def test_push_validation_is_last_five_percent_of_sorted_train_files(push_prepare
     assert {k.split(':')[0]
             for k in expected['validation']} == {'push_train.tfrecord-00002-of-00003'}
     files = [f'push_train.tfrecord-{i:05d}-of-00264' for i in range(264)]
-    train, validation = pushing.split_train_files(files[::-1])
+    train, validation = pushing_format.split_train_files(files[::-1])
     assert train == files[:250] and validation == files[250:]
 
 
@@ -72,7 +72,7 @@ def test_crop_then_resize_geometry():
     image = pushing_fixtures.push_image(
         np.array([[[10, 20, 30], [40, 50, 60]], [[70, 80, 90], [100, 110, 120]]], np.uint8))
     assert image.shape == (512, 640, 3)
-    out = pushing.crop_and_resize(image)
+    out = pushing_format.crop_and_resize(image)
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     # The magenta 64-pixel borders are gone; the quadrants land on 32x32 blocks.
     assert not np.any(np.all(out == pushing_fixtures.BORDER, axis=-1))
@@ -80,16 +80,16 @@ def test_crop_then_resize_geometry():
     np.testing.assert_array_equal(out[32:, 32:], np.broadcast_to([100, 110, 120], (32, 32, 3)))
     # TF1 legacy bicubic with an integer ratio is an exact subsampling at 8 j (columns from 64).
     noise = np.random.default_rng(0).integers(0, 256, (512, 640, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(pushing.crop_and_resize(noise), noise[::8, 64:576:8])
+    np.testing.assert_array_equal(pushing_format.crop_and_resize(noise), noise[::8, 64:576:8])
 
 
 def test_legacy_bicubic_taps():
     for in_size, out_size in ((512, 64), (100, 64), (30, 64)):
-        indices, weights = pushing.legacy_bicubic_taps(in_size, out_size)
+        indices, weights = pushing_format.legacy_bicubic_taps(in_size, out_size)
         np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)
         assert indices.min() >= 0 and indices.max() < in_size
     constant = np.full((100, 130, 3), 77, np.uint8)
-    np.testing.assert_array_equal(pushing.crop_and_resize(constant), 77)
+    np.testing.assert_array_equal(pushing_format.crop_and_resize(constant), 77)
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -105,21 +105,22 @@ def test_push_corrupt_record_named_or_skipped(tmp_path, kwargs, message):
     tfrecord.write_records(path, [good, bad, good])
     parse = push.parse_example
     with pytest.raises(tfrecord.CorruptRecordError) as error:
-        list(pushing.generate_examples([path], parse))
+        list(pushing_format.generate_examples([path], parse))
     assert str(error.value).startswith(f'{path}: record 1: ') and message in str(error.value)
     skipped = []
     keys = [
-        k for k, _ in pushing.generate_examples([path], parse, skip_corrupt=True, skipped=skipped)
+        k for k, _ in pushing_format.generate_examples(
+            [path], parse, skip_corrupt=True, skipped=skipped)
     ]
     assert keys == ['push_train.tfrecord-00000-of-00001:0', 'push_train.tfrecord-00000-of-00001:2']
     assert [(s.path, s.index) for s in skipped] == [(path, 1)]
 
 
 def test_push_wrong_image_size_and_garbage_are_format_errors():
-    with pytest.raises(pushing.FormatError, match='not a tf.train.Example'):
+    with pytest.raises(pushing_format.FormatError, match='not a tf.train.Example'):
         push.parse_example(b'\xff\xff\xff garbage')
     data, _ = pushing_fixtures.push_record(0)
-    with pytest.raises(pushing.FormatError, match='image is 512x640, expected 480x640'):
+    with pytest.raises(pushing_format.FormatError, match='image is 512x640, expected 480x640'):
         push.parse_example(data, original_size=(480, 640))
 
 
@@ -170,7 +171,7 @@ def test_bair_wrong_image_length():
     from tensorflow_datasets.proto import tf_example_pb2
     example = tf_example_pb2.SequenceExample.FromString(data)
     example.context.feature['5/image_aux1/encoded'].bytes_list.value[0] = b'\0' * 100
-    with pytest.raises(pushing.FormatError, match='5/image_aux1/encoded: 100 bytes'):
+    with pytest.raises(pushing_format.FormatError, match='5/image_aux1/encoded: 100 bytes'):
         bair.parse_example(example.SerializeToString())
 
 

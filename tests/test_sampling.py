@@ -172,10 +172,3 @@ def test_bad_inputs_raise_value_errors():
                        num_frames=1,
                        rng=jax.random.key(0),
                        actions=np.zeros((2, 3, 2), np.float32))
-
-
-@pytest.mark.parametrize('batch', [1, 3, 9])
-def test_small_batch_products_row_by_row_equal_one_product(batch):
-    x = jax.random.normal(jax.random.key(0), (batch, 128))
-    w = jax.random.normal(jax.random.key(1), (128, 160))
-    np.testing.assert_allclose(sampling._matmul(x, w), x @ w, rtol=1e-5, atol=1e-4)

@@ -128,6 +128,13 @@ def test_model_gradients_equal_with_xla_convolutions():
                            expected)
 
 
+@pytest.mark.parametrize('batch', [1, 3, 9])
+def test_small_batch_products_row_by_row_equal_one_product(batch):
+    x = jax.random.normal(jax.random.key(0), (batch, 128))
+    w = jax.random.normal(jax.random.key(1), (128, 160))
+    np.testing.assert_allclose(xla_cpu.small_batch_matmul(x, w), x @ w, rtol=1e-5, atol=1e-4)
+
+
 # ------------------------------------------------------------------------------ host settings
 
 

@@ -84,6 +84,38 @@ def cpu_model(*,
     return config
 
 
+def training_config(config: ml_collections.ConfigDict, *, batch_size: int, num_steps: int,
+                    learning_rate: float) -> ml_collections.ConfigDict:
+    """Adds config.train (global batch, steps, RMSProp learning rate, seed 0) and config.eval,
+    with `training_defaults` for everything else."""
+    config.train = ml_collections.ConfigDict(
+        dict(batch_size=batch_size, num_steps=num_steps, learning_rate=learning_rate, seed=0))
+    return training_defaults(config)
+
+
+def short_run(config: ml_collections.ConfigDict,
+              *,
+              num_steps: int,
+              every: int,
+              log_every: int,
+              eval_batch_size: int,
+              validation_batches: int,
+              batch_size: int = 4,
+              **train_overrides) -> None:
+    """A CPU variant's schedule: batch 4, few steps, validation and checkpoints `every` steps.
+
+    `train_overrides` sets further config.train fields (e.g. learning_rate, plateau_patience).
+    """
+    t = config.train
+    t.batch_size = batch_size
+    t.num_steps = num_steps
+    t.eval_every_steps = t.checkpoint_every_steps = every
+    t.log_every_steps = log_every
+    t.update(train_overrides)
+    config.eval.batch_size = eval_batch_size
+    config.eval.validation_batches = validation_batches
+
+
 def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Adds the optimiser, schedule, checkpoint, logging and evaluation fields to `config`.
 

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vpn_jax import xla_cpu
 from vpn_jax.model.masked_conv import IncrementalConv, conditioned_bias, group_slice, set_group
 from vpn_jax.model.multiplicative_unit import IncrementalRMB
 from vpn_jax.model.residual_block import IncrementalReluBlock
@@ -122,19 +123,6 @@ def sample_frame_naive(module: VideoPixelNetwork,
 
 
 # ------------------------------------------------------------------------------------ fast
-# XLA:CPU runs a matrix-vector product at memory speed, but a [B, K] x [K, N] product with a
-# small B (2 to 8) slower than B separate ones (4x for B = 2 at K = 256, N = 512).
-_ROWWISE_MAX_BATCH = 8
-_ROWWISE_MIN_WEIGHTS = 1 << 14  # Below this, per-op overhead dominates: one product.
-
-
-def _matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """x: float[B, K] @ w: float[K, N], one matrix-vector product per row for small B and big w."""
-    if 1 < x.shape[0] <= _ROWWISE_MAX_BATCH and w.size >= _ROWWISE_MIN_WEIGHTS:
-        return jnp.concatenate([x[i:i + 1] @ w for i in range(x.shape[0])], axis=0)
-    return x @ w
-
-
 INCREMENTAL_BLOCKS = {'rmb': IncrementalRMB, 'relu': IncrementalReluBlock}
 INPUT = (-1, 'input')  # The decoder's first layer among the blocks' (index, name) keys.
 
@@ -160,13 +148,14 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, frame_context: 
     dtype = DTYPES[module.dtype]
     b, h, w, _ = frame_context.shape
     colors, width = module.num_colors, 2 * module.channels
-    layer = functools.partial(IncrementalConv,
-                              num_colors=colors,
-                              cond=cond,
-                              batch=b,
-                              dtype=dtype,
-                              mask_type='B',
-                              matmul=_matmul)
+    layer = functools.partial(
+        IncrementalConv,
+        num_colors=colors,
+        cond=cond,
+        batch=b,
+        dtype=dtype,
+        mask_type='B',
+        matmul=xla_cpu.small_batch_matmul if jax.default_backend() == 'cpu' else jnp.matmul)
     # The decoder's layers, as in `Decoder`: the context 1x1 (unmasked, so computed once per
     # frame for all positions), the 7x7 mask-A input layer, the blocks, top and logits.
     base = (frame_context.astype(dtype) @ params['context']['kernel'][0, 0].astype(dtype) +

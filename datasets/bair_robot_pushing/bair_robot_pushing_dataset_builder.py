@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
-from vpn_jax.data import pushing
+from vpn_jax.data import pushing_format
 
 ACTION_DIM = 4
 STATE_DIM = 3
@@ -46,13 +46,13 @@ def parse_example(serialized: bytes,
       video uint8[num_frames, 64, 64, 3], action float32[num_frames, 4],
       state float32[num_frames, 3].
     Raises:
-      pushing.FormatError: unparsable proto, missing key, wrong vector or image length.
+      pushing_format.FormatError: unparsable proto, missing key, wrong vector or image length.
     """
     example = tf_example_pb2.SequenceExample()
     try:
         example.ParseFromString(serialized)
     except DecodeError as e:
-        raise pushing.FormatError(f'not a tf.train.SequenceExample ({e})') from e
+        raise pushing_format.FormatError(f'not a tf.train.SequenceExample ({e})') from e
     feature = example.context.feature
     frames, actions, states = [], [], []
     size = int(np.prod(IMAGE_SHAPE))
@@ -61,14 +61,14 @@ def parse_example(serialized: bytes,
                                             f'{i}/endeffector_pos')
         for key in (image_key, action_key, state_key):
             if key not in feature:
-                raise pushing.FormatError(f'missing key {key}')
-        raw = pushing.single_bytes(feature[image_key], image_key)
+                raise pushing_format.FormatError(f'missing key {key}')
+        raw = pushing_format.single_bytes(feature[image_key], image_key)
         if len(raw) != size:
-            raise pushing.FormatError(f'{image_key}: {len(raw)} bytes, expected {size} '
-                                      '(raw uint8 64x64x3)')
+            raise pushing_format.FormatError(f'{image_key}: {len(raw)} bytes, expected {size} '
+                                             '(raw uint8 64x64x3)')
         frames.append(np.frombuffer(raw, np.uint8).reshape(IMAGE_SHAPE))
-        actions.append(pushing.float_vector(feature[action_key], action_key, ACTION_DIM))
-        states.append(pushing.float_vector(feature[state_key], state_key, STATE_DIM))
+        actions.append(pushing_format.float_vector(feature[action_key], action_key, ACTION_DIM))
+        states.append(pushing_format.float_vector(feature[state_key], state_key, STATE_DIM))
     return {'video': np.stack(frames), 'action': np.stack(actions), 'state': np.stack(states)}
 
 
@@ -91,7 +91,7 @@ def _tfrecords(folder) -> List:
     return files
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(pushing_format.RecordSplits, tfds.core.GeneratorBasedBuilder):
     """BAIR robot pushing (softmotion30_44k), 64x64, 30 frames, 4-d actions, 3-d states."""
 
     # TFDS finds this folder (README.md) through the top-level package, which fails for the
@@ -101,13 +101,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     code_path = epath.Path(__file__)
     VERSION = tfds.core.Version('1.0.0')
     RELEASE_NOTES = {'1.0.0': 'Initial release: image_aux1, 95/5 file split of train.'}
-    BUILDER_CONFIGS = [
-        BairConfig(name='default', description='Corrupt records are errors.'),
-        BairConfig(name='skip_corrupt',
-                   skip_corrupt=True,
-                   description='Corrupt records are skipped, counted in '
-                   "info.metadata['skipped_records'] and logged."),
-    ]
+    BUILDER_CONFIGS = pushing_format.builder_configs(BairConfig)
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Download http://rail.eecs.berkeley.edu/datasets/{TARBALL} (about 30 GB) and extract it
     into <manual_dir> (tar -xf {TARBALL} -C <manual_dir>), so that
@@ -119,7 +113,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description=__doc__,
-            features=pushing.tfds_features(self.builder_config.num_frames, ACTION_DIM, STATE_DIM),
+            features=pushing_format.tfds_features(self.builder_config.num_frames, ACTION_DIM,
+                                                  STATE_DIM),
             homepage='https://sites.google.com/view/sna-visual-mpc/',
             metadata=tfds.core.MetadataDict(),
             citation="""@inproceedings{ebert2017self,
@@ -130,21 +125,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = find_root(dl_manager.manual_dir)
-        train, validation = pushing.split_train_files(_tfrecords(root / 'train'))
-        if not train or not validation:
-            raise ValueError('Need at least 2 training files for the 95/5 train/validation '
-                             'file split.')
+        train, validation = pushing_format.train_validation_files(_tfrecords(root / 'train'),
+                                                                  'training files')
         files = {'train': train, 'validation': validation, 'test': _tfrecords(root / 'test')}
         return {split: self._generate_examples(split, f) for split, f in files.items()}
 
-    def _generate_examples(self, split: str, files: List):
-        config = self.builder_config
-
-        def parse(serialized):
-            return parse_example(serialized, config.num_frames, config.camera)
-
-        return pushing.generate_split(split,
-                                      files,
-                                      parse,
-                                      skip_corrupt=config.skip_corrupt,
-                                      metadata=self.info.metadata)
+    def parse_record(self, serialized: bytes) -> Dict[str, np.ndarray]:
+        return parse_example(serialized, self.builder_config.num_frames, self.builder_config.camera)

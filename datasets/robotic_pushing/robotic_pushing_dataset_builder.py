@@ -24,7 +24,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
-from vpn_jax.data import pushing
+from vpn_jax.data import pushing_format
 
 IMAGE_KEY = 'move/{}/image/encoded'
 ACTION_KEY = 'move/{}/commanded_pose/vec_pitch_yaw'
@@ -50,12 +50,12 @@ def decode_jpeg(data: bytes, key: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != 'JPEG':
-                raise pushing.FormatError(f'{key}: not a JPEG ({image.format})')
+                raise pushing_format.FormatError(f'{key}: not a JPEG ({image.format})')
             return np.asarray(image.convert('RGB'))
     except (OSError, SyntaxError, ValueError) as e:
-        if isinstance(e, pushing.FormatError):
+        if isinstance(e, pushing_format.FormatError):
             raise
-        raise pushing.FormatError(f'{key}: undecodable JPEG ({e})') from e
+        raise pushing_format.FormatError(f'{key}: undecodable JPEG ({e})') from e
 
 
 def parse_example(
@@ -70,27 +70,28 @@ def parse_example(
       video uint8[num_frames, 64, 64, 3], action float32[num_frames, 5],
       state float32[num_frames, 5].
     Raises:
-      pushing.FormatError: unparsable proto, missing key, wrong vector length, bad JPEG or size.
+      pushing_format.FormatError: unparsable proto, missing key, wrong vector length, bad JPEG or size.
     """
     example = tf_example_pb2.Example()
     try:
         example.ParseFromString(serialized)
     except DecodeError as e:
-        raise pushing.FormatError(f'not a tf.train.Example ({e})') from e
+        raise pushing_format.FormatError(f'not a tf.train.Example ({e})') from e
     feature = example.features.feature
     frames, actions, states = [], [], []
     for i in range(num_frames):
         keys = IMAGE_KEY.format(i), ACTION_KEY.format(i), STATE_KEY.format(i)
         for key in keys:
             if key not in feature:
-                raise pushing.FormatError(f'missing key {key}')
-        image = decode_jpeg(pushing.single_bytes(feature[keys[0]], keys[0]), keys[0])
+                raise pushing_format.FormatError(f'missing key {key}')
+        image = decode_jpeg(pushing_format.single_bytes(feature[keys[0]], keys[0]), keys[0])
         if original_size is not None and image.shape[:2] != tuple(original_size):
-            raise pushing.FormatError(f'{keys[0]}: image is {image.shape[0]}x{image.shape[1]}, '
-                                      f'expected {original_size[0]}x{original_size[1]}')
-        frames.append(pushing.crop_and_resize(image))
-        actions.append(pushing.float_vector(feature[keys[1]], keys[1], ACTION_DIM))
-        states.append(pushing.float_vector(feature[keys[2]], keys[2], STATE_DIM))
+            raise pushing_format.FormatError(
+                f'{keys[0]}: image is {image.shape[0]}x{image.shape[1]}, '
+                f'expected {original_size[0]}x{original_size[1]}')
+        frames.append(pushing_format.crop_and_resize(image))
+        actions.append(pushing_format.float_vector(feature[keys[1]], keys[1], ACTION_DIM))
+        states.append(pushing_format.float_vector(feature[keys[2]], keys[2], STATE_DIM))
     return {'video': np.stack(frames), 'action': np.stack(actions), 'state': np.stack(states)}
 
 
@@ -105,7 +106,7 @@ def find_shards(manual_dir, folder: str) -> List:
                             f'{manual_dir}/{folder}. {Builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(pushing_format.RecordSplits, tfds.core.GeneratorBasedBuilder):
     """Robotic Pushing (push) dataset, 64x64, 20 frames with 5-d actions and states."""
 
     # TFDS finds this folder (README.md) through the top-level package, which fails for the
@@ -115,13 +116,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     code_path = epath.Path(__file__)
     VERSION = tfds.core.Version('1.0.0')
     RELEASE_NOTES = {'1.0.0': 'Initial release: 2016 crop-then-resize, 95/5 file split.'}
-    BUILDER_CONFIGS = [
-        RoboticPushingConfig(name='default', description='Corrupt records are errors.'),
-        RoboticPushingConfig(name='skip_corrupt',
-                             skip_corrupt=True,
-                             description='Corrupt records are skipped, counted in '
-                             "info.metadata['skipped_records'] and logged."),
-    ]
+    BUILDER_CONFIGS = pushing_format.builder_configs(RoboticPushingConfig)
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     The push dataset (Finn, Goodfellow & Levine 2016) is public on Google Cloud Storage under
     https://storage.googleapis.com/brain-robotics-data/push/ (page:
@@ -137,7 +132,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description=__doc__,
-            features=pushing.tfds_features(self.builder_config.num_frames, ACTION_DIM, STATE_DIM),
+            features=pushing_format.tfds_features(self.builder_config.num_frames, ACTION_DIM,
+                                                  STATE_DIM),
             homepage='https://sites.google.com/site/brainrobotdata/home/push-dataset',
             metadata=tfds.core.MetadataDict(),
             citation="""@inproceedings{finn2016unsupervised,
@@ -148,10 +144,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         manual_dir = dl_manager.manual_dir
-        train, validation = pushing.split_train_files(find_shards(manual_dir, _FOLDERS['train']))
-        if not train or not validation:
-            raise ValueError(f'Need at least 2 push_train shards for the 95/5 train/validation '
-                             f'file split, found {len(train) + len(validation)}.')
+        train, validation = pushing_format.train_validation_files(
+            find_shards(manual_dir, _FOLDERS['train']), 'push_train shards')
         files = {
             'train': train,
             'validation': validation,
@@ -160,14 +154,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }
         return {split: self._generate_examples(split, f) for split, f in files.items()}
 
-    def _generate_examples(self, split: str, files: List):
-        config = self.builder_config
-
-        def parse(serialized):
-            return parse_example(serialized, config.num_frames, config.original_size)
-
-        return pushing.generate_split(split,
-                                      files,
-                                      parse,
-                                      skip_corrupt=config.skip_corrupt,
-                                      metadata=self.info.metadata)
+    def parse_record(self, serialized: bytes) -> Dict[str, np.ndarray]:
+        return parse_example(serialized, self.builder_config.num_frames,
+                             self.builder_config.original_size)
