@@ -8,6 +8,7 @@ import vpn_jax
 from train_helpers import compilation_cache, tiny_experiment  # pylint: disable=unused-import
 from vpn_jax.training import checkpoint as ckpt
 from vpn_jax import evaluate
+from vpn_jax.training import results
 from vpn_jax.data import push_sim
 from vpn_jax.training import train
 
@@ -67,7 +68,7 @@ def test_evaluate_equals_log_likelihood_by_hand(experiment, tmp_path):
                                   mesh,
                                   progress=False)
     assert again['nll'] == pytest.approx(result['nll'], rel=1e-6)
-    table = evaluate.format_table(config, dict(result, step=7), 'test')
+    table = results.format_table(config, dict(result, step=7), 'test')
     assert f'{result["nll"]:.4f}' in table
     if experiment == 'moving_mnist':
         assert '87.60' in table  # The paper's VPN row.

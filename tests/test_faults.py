@@ -23,9 +23,9 @@ import pytest
 import vpn_jax
 from train_helpers import ROOT, compilation_cache, tiny_experiment  # pylint: disable=unused-import
 from vpn_jax.training import checkpoint as ckpt
-from vpn_jax import evaluate
 from vpn_jax.data import input_pipeline
 from vpn_jax.training import metrics as metrics_lib
+from vpn_jax.training import results
 from vpn_jax.training import run_lock
 from vpn_jax.data import tfrecord
 from vpn_jax.training import state as state_lib
@@ -159,7 +159,7 @@ def test_evaluate_cli_partial_and_nonfinite_results(tmp_path):
 def test_write_result_never_writes_a_bare_nan(tmp_path):
     config = tiny_experiment('push_sim', size=8)
     result = {'nll': float('nan'), 'units': 'nats/dim', 'num_sequences': 4, 'seconds': 1.0}
-    path = evaluate.write_result(str(tmp_path), config, result, step=3)
+    path = results.write_result(str(tmp_path), config, result, step=3)
 
     def refuse(token):
         raise ValueError(f'bare {token} in the JSON')

@@ -19,7 +19,7 @@ from ml_collections import config_flags
 
 from vpn_jax.training import checkpoint
 from vpn_jax import console
-from vpn_jax import evaluate
+from vpn_jax.training import results
 from vpn_jax import sample_main
 from vpn_jax.training import train
 from vpn_jax import xla_cpu
@@ -62,7 +62,7 @@ def main(argv):
                   f'({summary["validation"]["num_sequences"]} sequences)')
         if 'test' in summary:
             result = dict(summary['test'], step=summary['step'])
-            print(evaluate.format_table(config, result, config.data.test_split))
+            print(results.format_table(config, result, config.data.test_split))
         if FLAGS.num_sample_videos:
             # Continuations of test sequences from the final parameters (vpn_jax.sample).
             module, variables, saved_config = checkpoint.load_checkpoint(FLAGS.workdir)

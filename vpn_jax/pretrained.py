@@ -26,6 +26,10 @@ import ml_collections
 import numpy as np
 from flax import serialization
 
+from vpn_jax.model.vpn import build_model, init_variables
+from vpn_jax.training.checkpoint import config_to_json, load_checkpoint_and_step
+from vpn_jax.training.metrics import read_metrics, training_seconds
+
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights')
 PARAMS_FILE = 'params.msgpack'
 INFO_FILE = 'model.json'
@@ -54,7 +58,6 @@ def info(name: str, *, weights_dir: Optional[str] = None) -> Dict[str, Any]:
 
 
 def _abstract_params(module, config: ml_collections.ConfigDict) -> Any:
-    from vpn_jax.model.vpn import init_variables
     size = int(config.data.image_size)
     shapes = jax.eval_shape(
         lambda: init_variables(module, jax.random.key(0), height=size, width=size))
@@ -77,7 +80,6 @@ def load_pretrained(
       ValueError: for an unknown name (the message lists the known ones), or when the file does
         not match its recorded checksum or the model its config builds.
     """
-    from vpn_jax.model.vpn import build_model
     directory = model_dir(name, weights_dir)
     record = info(name, weights_dir=weights_dir)
     with open(os.path.join(directory, PARAMS_FILE), 'rb') as f:
@@ -101,7 +103,6 @@ def load_pretrained(
 def _training_record(workdir: str, step: int, config: ml_collections.ConfigDict,
                      cores: int) -> Dict[str, Any]:
     """Steps, batch and the training seconds up to `step`, summed from metrics.jsonl."""
-    from vpn_jax.figures import read_metrics, training_seconds
     path = os.path.join(workdir, 'metrics.jsonl')
     seconds = 0.0
     if os.path.exists(path):
@@ -128,7 +129,6 @@ def export(workdir: str,
     Keeps the `results` of an existing model.json only when the parameters are unchanged.
     Returns the model's folder.
     """
-    from vpn_jax.training.checkpoint import config_to_json, load_checkpoint_and_step
     # The step actually loaded: with step=None a broken newest checkpoint falls back to an older.
     module, variables, config, trained_step = load_checkpoint_and_step(workdir, step)
     del module

@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from typing import Mapping, Sequence
+from typing import Dict, List, Mapping, Sequence
 
 JSONL = 'metrics.jsonl'
 
@@ -109,3 +109,27 @@ def read_jsonl(workdir: str) -> list:
         return []
     with open(path, encoding='utf-8') as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_metrics(path: str) -> List[Dict]:
+    """Rows of a metrics.jsonl; for a step logged twice (a resumed run), the newest row wins."""
+    rows: Dict[tuple, Dict] = {}
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                rows[(row['step'], tuple(sorted(k for k in row if '/' in k)))] = row
+    return sorted(rows.values(), key=lambda r: r['step'])
+
+
+def training_seconds(rows: Sequence[Dict]) -> Dict[int, float]:
+    """{step: training seconds up to it} for every logged step in `rows` (as `read_metrics`
+    returns them): the sum of (steps since the previous log) / steps_per_second over the logged
+    training intervals; evaluation time is not in it."""
+    seconds, last_step, elapsed = {}, 0, 0.0
+    for row in rows:
+        if 'train/steps_per_second' in row and row['step'] > last_step:
+            elapsed += (row['step'] - last_step) / row['train/steps_per_second']
+            last_step = row['step']
+        seconds[row['step']] = elapsed
+    return seconds

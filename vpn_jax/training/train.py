@@ -30,6 +30,7 @@ from vpn_jax.training import state as state_lib
 from vpn_jax.training.state import TrainState, create_train_state, learning_rate, make_optimizer
 from vpn_jax.data import input_pipeline
 from vpn_jax.training import metrics as metrics_lib
+from vpn_jax.training import results
 from vpn_jax.training import run_lock
 from vpn_jax.model.likelihood import log_likelihood
 from vpn_jax.model.vpn import VideoPixelNetwork, build_model
@@ -527,8 +528,7 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
         writer.write(int(state.step), {'test/nll': result['nll']})
         summary['test'] = result
         if is_main:
-            from vpn_jax import evaluate as evaluate_lib
-            evaluate_lib.write_result(workdir, config, result, step=int(state.step))
+            results.write_result(workdir, config, result, step=int(state.step))
     writer.close()
     mngr.close()
     return summary
