@@ -154,7 +154,8 @@ def run(experiment, variant, size, batch, frames, naive_steps):
     # Fast: compile, then time the whole call.
     args = (model, variables, context, actions, states, key, jnp.float32(1.0))
     start = time.perf_counter()
-    compiled = sampling._sample_continuations_jit.lower(*args, num_frames=frames, method='fast').compile()
+    compiled = sampling._sample_continuations_jit.lower(*args, num_frames=frames,
+                                                        method='fast').compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     jax.block_until_ready(compiled(*args[1:]))
