@@ -56,6 +56,10 @@ def test_shipped_model_reproduces_its_recorded_figures(name):
     np.testing.assert_allclose(nll, recorded['nll'], rtol=2e-4)
     iou = score_pretrained.continuation_iou(module, variables, video, num_context=nc, num_frames=1)
     assert abs(iou[0] - recorded['iou_frame1']) < 0.02
+    if name.endswith('baseline'):
+        # Its pixels do not see each other: greedy decoding is the teacher-forced mode.
+        assert score_pretrained.teacher_forced_iou(module, variables, video,
+                                                   num_context=nc) == pytest.approx(iou[0])
 
 
 def test_the_recorded_figures_compare_vpn_and_baseline_at_equal_compute():

@@ -5,6 +5,7 @@ import pytest
 
 import pushing_fixtures
 from vpn_jax.data import pushing
+from vpn_jax.data import pushing_format
 from vpn_jax import tfds_datasets
 
 T = 20
@@ -98,7 +99,8 @@ def test_eval_batches_full_sequences_in_order_with_mask():
     np.testing.assert_array_equal(np.concatenate([b['mask'] for b in batches]),
                                   [True] * 7 + [False])
     # Context and predicted frames as in sect. 6: 2 + 18, all 20 actions given.
-    assert pushing.NUM_CONTEXT == 2 and pushing.EVAL_FRAMES - pushing.NUM_CONTEXT == 18
+    assert pushing_format.NUM_CONTEXT == 2
+    assert pushing_format.EVAL_FRAMES - pushing_format.NUM_CONTEXT == 18
 
 
 def test_too_short_examples_are_errors():

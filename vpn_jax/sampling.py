@@ -185,7 +185,7 @@ def sample_frame_fast(module: VideoPixelNetwork, variables: Any, frame_context: 
         values = jnp.zeros((b, colors), jnp.uint8)
         frame_in = jnp.zeros((b, colors), dtype)  # The first layer's input: the sampled colours.
         streams = [jnp.zeros((b, width), dtype) for _ in range(len(blocks) + 1)]
-        block_inputs = [blk.zero_inputs(b, module.channels, dtype) for blk in blocks]
+        block_inputs = [blk.zero_inputs(b, dtype) for blk in blocks]
         top_in = jnp.zeros((b, width), dtype)
         logits_in = jnp.zeros((b, module.top_channels), dtype)
         for g in range(colors):

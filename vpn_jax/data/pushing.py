@@ -33,8 +33,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-# The sequence lengths of sect. 6.1 (NUM_CONTEXT re-exported for the pipeline's users).
-from vpn_jax.data.pushing_format import EVAL_FRAMES, NUM_CONTEXT, TRAIN_FRAMES  # pylint: disable=unused-import
+from vpn_jax.data.pushing_format import EVAL_FRAMES, TRAIN_FRAMES
 
 
 def data_source(name: str, *, split: str, data_dir: Optional[str] = None):

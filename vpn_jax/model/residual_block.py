@@ -69,6 +69,6 @@ class IncrementalReluBlock:
         y3 = self.expand.group(g, self.expand.bias, inputs['expand'])
         return group_slice(h, g, self.num_colors) + y3
 
-    def zero_inputs(self, batch: int, channels: int, dtype: Any) -> Dict[str, jax.Array]:
+    def zero_inputs(self, batch: int, dtype: Any) -> Dict[str, jax.Array]:
         """The per-pixel input vectors before any group is written: float[B, c] zeros."""
-        return {name: jnp.zeros((batch, channels), dtype) for name in ('conv', 'expand')}
+        return {name: jnp.zeros((batch, self.expand.cin), dtype) for name in ('conv', 'expand')}

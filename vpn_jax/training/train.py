@@ -26,8 +26,8 @@ import optax
 
 from vpn_jax.training import checkpoint as ckpt
 from vpn_jax.training import state as state_lib
-# Re-exported: the train step's callers build states and optimisers through this module.
-from vpn_jax.training.state import TrainState, create_train_state, learning_rate, make_optimizer
+# Re-exported: the train step's callers build their states through this module.
+from vpn_jax.training.state import TrainState, create_train_state, learning_rate
 from vpn_jax.data import input_pipeline
 from vpn_jax.training import metrics as metrics_lib
 from vpn_jax.training import results
