@@ -120,3 +120,17 @@ def test_trains_and_evaluates_on_a_video_array(tmp_path):
     assert np.isfinite(summary['validation']['nll'])
     with open(tmp_path / 'run' / 'eval_test.json', encoding='utf-8') as f:
         assert json.load(f)['dataset'] == path
+
+
+def test_evaluation_sequences_are_the_split_in_order_without_padding(tmp_path):
+    path = video_array.save(str(tmp_path / 'v.npy'), _videos(n=20, t=6))
+    config = _array_config(path, validation_fraction=0.25)
+    config.eval.batch_size = 4
+    source = input_pipeline.eval_source(config, 'validation')
+    expected = np.stack([np.asarray(source[i]['video'])[:5] for i in range(len(source))])
+    assert len(expected) == 5  # Two batches of 4, the second padded with three repeats.
+    got = input_pipeline.evaluation_sequences(config, 'validation', 3)['video']
+    np.testing.assert_array_equal(got, expected[:3])
+    got = input_pipeline.evaluation_sequences(config, 'validation', 100)['video']
+    assert got.shape == (5, 5, 16, 16, 1) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)

@@ -10,7 +10,7 @@ from vpn_jax.model.likelihood import pixel_log_likelihoods
 from vpn_jax.training.checkpoint import load_checkpoint
 from vpn_jax.pretrained import load_pretrained
 from vpn_jax.sampling import sample
-from vpn_jax.sample_main import evaluation_sequences
+from vpn_jax.data.input_pipeline import evaluation_sequences
 from vpn_jax import configs
 from vpn_jax import visualize
 

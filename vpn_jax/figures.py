@@ -78,7 +78,7 @@ def sample_rows(vpn: str = 'moving_mnist_cpu',
     num_context): per video two VPN samples, then one baseline sample."""
     import jax
     from vpn_jax.pretrained import load_pretrained
-    from vpn_jax.sample_main import evaluation_sequences
+    from vpn_jax.data.input_pipeline import evaluation_sequences
     from vpn_jax.sampling import sample
     vpn_model = load_pretrained(vpn)
     base_model = load_pretrained(baseline)

@@ -11,7 +11,7 @@ Each model is a folder `vpn_jax/weights/<name>/` with two files:
   'results': {...}}`; `results` holds the figures `python -m vpn_jax.score_pretrained` measured,
   which `tests/test_pretrained.py` checks the weights still reproduce.
 
-`python -m vpn_jax.pretrained --workdir=W --name=N [--step=S]` exports a training run's
+`python -m vpn_jax.export_pretrained --workdir=W --name=N [--step=S]` exports a training run's
 checkpoint into that layout.
 """
 
@@ -172,26 +172,3 @@ def write_info(directory: str, record: Dict[str, Any]) -> None:
         json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
         f.write('\n')
     os.replace(tmp, path)
-
-
-def _main(argv):
-    del argv
-    from absl import flags
-    fv = flags.FLAGS
-    directory = export(fv.workdir,
-                       fv.name,
-                       step=fv.step,
-                       cores=fv.cores,
-                       weights_dir=fv.weights_dir)
-    print(f'wrote {directory}')
-
-
-if __name__ == '__main__':
-    from absl import app, flags
-    flags.DEFINE_string('workdir', None, 'Training workdir to export from.')
-    flags.DEFINE_string('name', None, 'Name of the shipped model, e.g. moving_mnist_cpu.')
-    flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
-    flags.DEFINE_integer('cores', 1, 'CPU cores the run trained on (for core-hours).')
-    flags.DEFINE_string('weights_dir', None, 'Output folder (default: the package\'s weights/).')
-    flags.mark_flags_as_required(['workdir', 'name'])
-    app.run(_main)

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from vpn_jax import console
+from vpn_jax.data import input_pipeline
 from vpn_jax import sampling
 from vpn_jax import visualize
 
@@ -52,22 +53,6 @@ def define_flags() -> None:
     flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling of frames in the images.')
     flags.DEFINE_float('fps', 4.0, 'GIF frames per second.')
     flags.mark_flags_as_required(['out'])
-
-
-def evaluation_sequences(config, split: str, num_videos: int) -> dict:
-    """The first `num_videos` sequences of the split: video uint8[V, T, H, W, C] and, for
-    pushing, actions float32[V, T, A] and states float32[V, T_c, S]."""
-    from vpn_jax.data import input_pipeline  # Data modules load TFDS; keep `sampling` free of them.
-    source = input_pipeline.eval_source(config, split)
-    batches = input_pipeline.eval_batches(
-        config, source, max_batches=-(-num_videos // max(1, config.eval.batch_size)))
-    parts = []
-    for batch in batches:
-        parts.append(batch)
-        if sum(len(p['video']) for p in parts) >= num_videos:
-            break
-    keys = [k for k in ('video', 'actions', 'states') if k in parts[0]]
-    return {k: np.concatenate([p[k] for p in parts])[:num_videos] for k in keys}
 
 
 def write_outputs(out: str, samples: np.ndarray, ground_truth: np.ndarray, *, num_context: int,
@@ -105,7 +90,7 @@ def write_continuations(module,
     num_frames: frames to generate after the context; 0 means all the sequence has.
     """
     check_out_dir(out)  # Before minutes of sampling.
-    data = evaluation_sequences(config, split, num_videos)
+    data = input_pipeline.evaluation_sequences(config, split, num_videos)
     video = data['video']
     num_context = int(config.data.num_context)
     num_frames = num_frames or video.shape[1] - num_context

@@ -111,7 +111,7 @@ def test_nll(module,
 
 def first_sequences(config: ml_collections.ConfigDict, count: int) -> np.ndarray:
     """uint8[count, T, H, W, C]: the first `count` test sequences."""
-    from vpn_jax.sample_main import evaluation_sequences
+    from vpn_jax.data.input_pipeline import evaluation_sequences
     return evaluation_sequences(config, 'test', count)['video']
 
 

@@ -351,6 +351,27 @@ def eval_batches(config: ml_collections.ConfigDict,
         yield _model_inputs(batch, config, (1, b, process_index))
 
 
+def evaluation_sequences(config: ml_collections.ConfigDict, split: str,
+                         num_videos: int) -> Dict[str, np.ndarray]:
+    """The first `num_videos` sequences of the evaluation split `split` ('validation' or 'test').
+
+    Returns video uint8[V, T, S, S, C] and, for pushing, actions float32[V, T, A] and states
+    float32[V, num_context, S'], without padding (V = num_videos, or fewer if the split is
+    smaller).
+    """
+    source = eval_source(config, split)
+    batches = eval_batches(config,
+                           source,
+                           max_batches=-(-num_videos // max(1, config.eval.batch_size)))
+    parts = []
+    for batch in batches:
+        parts.append({k: v[batch['mask']] for k, v in batch.items() if k != 'mask'})
+        if sum(len(p['video']) for p in parts) >= num_videos:
+            break
+    keys = [k for k in ('video', 'actions', 'states') if k in parts[0]]
+    return {k: np.concatenate([p[k] for p in parts])[:num_videos] for k in keys}
+
+
 def model_args(batch: Mapping[str, Any]) -> tuple:
     """(video, actions or None, states or None) from a batch dict."""
     return batch['video'], batch.get('actions'), batch.get('states')
