@@ -183,3 +183,24 @@ def test_manual_download_instructions(tmp_path):
         tfds_datasets.prepare('robotic_pushing',
                               data_dir=str(tmp_path / 'data'),
                               manual_dir=str(tmp_path))
+
+
+def test_concurrent_preparations_take_turns(bair_manual, tmp_path):
+    # Two training runs started at once on a fresh data dir both prepare the dataset; flock
+    # locks of separately opened files exclude each other within one process too, so threads
+    # exercise the same path as processes.
+    import concurrent.futures
+    root, expected = bair_manual
+    data_dir = str(tmp_path / 'data')
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(tfds_datasets.prepare,
+                        'bair_robot_pushing',
+                        data_dir=data_dir,
+                        manual_dir=str(root / 'manual')) for _ in range(2)
+        ]
+        builders = [f.result() for f in futures]
+    for builder in builders:
+        assert builder.is_prepared()
+        for split, exp in expected.items():
+            _check_split(builder.as_data_source(split=split), exp, video_tolerance=0)

@@ -10,7 +10,9 @@ package `vpn_jax_datasets` (never as `datasets`, which is Hugging Face's name). 
 Prepared datasets are stored as array_record and read with `tfds.data_source`.
 """
 
+import fcntl
 import importlib
+import os
 from typing import Optional
 
 from absl import app
@@ -25,6 +27,9 @@ BUILDER_MODULES = {
 
 # Prepared only from files downloaded by hand (`--manual_dir`).
 MANUAL_DATASETS = ('robotic_pushing', 'bair_robot_pushing')
+
+# Serialises preparation of one dataset config across processes (`prepare`).
+PREPARE_LOCK = '.prepare.lock'
 
 
 def register(name: Optional[str] = None) -> None:
@@ -48,11 +53,26 @@ def builder(name: str, *, data_dir: Optional[str] = None, **kwargs):
 
 
 def prepare(name: str, *, data_dir: Optional[str] = None, manual_dir: Optional[str] = None):
-    """Prepares `name` into `data_dir` as array_record (no TensorFlow needed); returns the builder."""
+    """Prepares `name` into `data_dir` as array_record (no TensorFlow needed); returns the builder.
+
+    Processes that prepare the same dataset at once (two training runs started together on a
+    fresh data dir) take turns on an exclusive `flock` of `<data_dir>/<name>/<config>/
+    .prepare.lock`: one prepares, the others wait and then find it prepared. Without the lock the
+    later ones fail when TFDS renames its temporary folder onto the finished one.
+    """
     import tensorflow_datasets as tfds
     b = builder(name, data_dir=data_dir, file_format='array_record')
-    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-    b.download_and_prepare(download_config=download_config)
+    lock_dir = os.path.dirname(os.fspath(b.data_dir))
+    os.makedirs(lock_dir, exist_ok=True)
+    with open(os.path.join(lock_dir, PREPARE_LOCK), 'w', encoding='utf-8') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file is closed.
+        # A fresh builder sees what another process prepared while this one waited.
+        b = builder(name, data_dir=data_dir, file_format='array_record')
+        if not b.is_prepared():
+            download_config = None
+            if manual_dir:
+                download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+            b.download_and_prepare(download_config=download_config)
     return b
 
 
