@@ -5,8 +5,9 @@ r"""Moving MNIST (sect. 5): 20 frames of 64x64, 10 context, 10 predicted, sigmoi
 Variants: vpn_rmb_dilation (default; paper: 87.6 nats/frame on the standard test set),
 vpn_rmb (89.2), vpn_relu_dilation (87.7), vpn_relu (89.1), baseline (110.1); cpu (a small
 model for the README's few-minute main job); cpu_vpn and cpu_baseline (the recipe of the
-shipped `moving_mnist_cpu` and `moving_mnist_cpu_baseline`: one CPU core each, hours). The paper-size runs take 300k steps at batch 64 (accelerator-sized);
-the lower bound of the standard test set is 86.3 nats/frame.
+shipped `moving_mnist_cpu` and `moving_mnist_cpu_baseline`: one CPU core each, hours). The
+paper-size runs take 300k steps at batch 64 (accelerator-sized); the lower bound of the
+standard test set is 86.3 nats/frame.
 """
 
 import ml_collections
