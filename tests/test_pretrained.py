@@ -75,17 +75,6 @@ def test_the_recorded_figures_compare_vpn_and_baseline_at_equal_compute():
     assert base['results']['test_nll'] > vpn['results']['test_nll']
 
 
-def test_lit_iou():
-    a = np.zeros((2, 4, 4, 1), np.uint8)
-    b = a.copy()
-    assert score_pretrained.lit_iou(a, b) == 1.0  # Both dark.
-    a[0, :2] = 255  # 8 lit pixels.
-    b[0, 1:3] = 200  # 8 lit, 4 shared.
-    assert score_pretrained.lit_iou(a, b) == pytest.approx(4 / 12)
-    b[0, 1:3] = 127  # Not lit: > 127 counts.
-    assert score_pretrained.lit_iou(a, b) == 0.0
-
-
 def test_export_round_trip(tmp_path):
     """A trained checkpoint exported to the shipped layout loads with the same parameters, and
     records the steps, batch and training time of the run."""

@@ -50,6 +50,7 @@ def tiny_experiment(experiment: str = 'moving_mnist',
     t.checkpoint_every_steps = 10_000
     t.evaluate_test = False
     config.eval.batch_size = 4
+    config.eval.viewer_sequences = 0  # The sampler's compilation, only where a test asks.
     return config
 
 

@@ -12,6 +12,7 @@ from vpn_jax.pretrained import load_pretrained
 from vpn_jax.sampling import sample
 from vpn_jax.data.input_pipeline import evaluation_sequences
 from vpn_jax import configs
+from vpn_jax import video_metrics
 from vpn_jax import visualize
 
 __all__ = [
@@ -27,5 +28,6 @@ __all__ = [
     'log_likelihood',
     'pixel_log_likelihoods',
     'sample',
+    'video_metrics',
     'visualize',
 ]

@@ -114,6 +114,8 @@ def short_run(config: ml_collections.ConfigDict,
     t.update(train_overrides)
     config.eval.batch_size = eval_batch_size
     config.eval.validation_batches = validation_batches
+    # Samples cost a CPU more than the validation NLL: a small view of them.
+    config.eval.viewer_sequences = 4
 
 
 def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -140,6 +142,13 @@ def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
     train.plateau_rtol = 1e-3
     # Evaluations to wait after a drop before counting again.
     train.plateau_cooldown = 0
+    # Probability that the decoder of a training frame sees a black frame instead of the frame it
+    # predicts (which stays the target). Not in the paper (0): it makes the decoder take what it
+    # cannot see from the context (WORKSPACE.md, "Choices where the paper is silent").
+    train.withhold_frames = 0.0
+    # Start from these parameters instead of random ones (fine-tuning): a training workdir or a
+    # shipped model's name; '' for random. The optimiser starts fresh; resuming ignores it.
+    train.init_from = ''
     # Clip gradients to this global norm; 0 disables clipping (the paper does not mention any).
     train.grad_clip_norm = 0.0
     # Steps between validation evaluations (each also feeds the plateau schedule).
@@ -160,4 +169,10 @@ def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
     config.eval.validation_batches = 16
     # Test batches in the final evaluation (0: the whole split, as in the paper).
     config.eval.test_batches = 0
+    # At each validation, what a viewer sees (vpn_jax.video_metrics): the context gain and
+    # viewer_samples continuations at viewer_temperature of the first viewer_sequences validation
+    # sequences (0: none; at least 2, which the context gain pairs).
+    config.eval.viewer_sequences = 8
+    config.eval.viewer_samples = 2
+    config.eval.viewer_temperature = 1.0
     return config

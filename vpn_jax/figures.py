@@ -5,7 +5,9 @@ r"""The README's figures: learning curves and samples of the shipped Moving MNIS
 
 `curves` reads every `<name>.metrics.jsonl` in --runs (a training run's own metrics.jsonl) and
 plots validation nats/frame against the step and against core-hours of training (the summed
-step times, evaluation excluded, times the cores the run used: `--cores`).
+step times, evaluation excluded, times the cores the run used: `--cores`), and, for runs that
+logged them, the context gain, lit-pixel mass ratio and best-of-K IoU of the validation's
+samples (`vpn_jax.video_metrics`) against the step.
 
 `samples` continues the first test sequences like the paper's Figure 5: per video the rows are
 two VPN samples, one baseline sample and the truth (10 context frames, then 10 generated). It
@@ -19,17 +21,30 @@ import numpy as np
 
 from vpn_jax.training.metrics import read_metrics, training_seconds
 
+# What the curves panels show beyond the NLL: (metrics key, y label), from the validation's
+# `vpn_jax.video_metrics.summarize`.
+VIEWER_PANELS = (
+    ('context_gain', 'context gain (nats/frame)'),
+    ('mass_ratio_last', 'lit-pixel mass ratio, last frame'),
+    ('iou_best_first', 'best-of-K lit IoU, first frame'),
+    ('iou_best_mean', 'best-of-K lit IoU, mean'),
+)
+
 
 def validation_curve(rows: Sequence[Dict], cores: int = 1) -> Dict[str, np.ndarray]:
-    """{'step', 'core_hours', 'nll'} of the validation evaluations in `rows`; core_hours is
-    `training_seconds` at that step times `cores`."""
+    """{'step', 'core_hours', 'nll', and each VIEWER_PANELS key (NaN where a validation did not
+    log it)} of the validation evaluations in `rows`; core_hours is `training_seconds` at that
+    step times `cores`."""
     seconds = training_seconds(rows)
     val = [r for r in rows if 'validation/nll' in r]
-    return {
+    curve = {
         'step': np.array([r['step'] for r in val]),
         'core_hours': np.array([seconds[r['step']] * cores / 3600 for r in val]),
         'nll': np.array([r['validation/nll'] for r in val]),
     }
+    for key, _ in VIEWER_PANELS:
+        curve[key] = np.array([r.get('validation/' + key, np.nan) for r in val], np.float64)
+    return curve
 
 
 def plot_curves(runs: Dict[str, str],
@@ -37,16 +52,24 @@ def plot_curves(runs: Dict[str, str],
                 *,
                 cores: int = 1,
                 reference: Dict[str, float] = None) -> None:
-    """Two panels (against step, against core-hours), one line per run; `reference` adds
-    horizontal lines {label: nats/frame}."""
+    """Validation NLL against step and against core-hours, one line per run (`reference` adds
+    horizontal lines {label: nats/frame}); below them, when any run logged them, what a viewer
+    sees against step (VIEWER_PANELS)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for name, path in sorted(runs.items()):
-        curve = validation_curve(read_metrics(path), cores)
+    curves = {name: validation_curve(read_metrics(path), cores) for name, path in runs.items()}
+    viewer = any(np.isfinite(c[k]).any() for c in curves.values() for k, _ in VIEWER_PANELS)
+    rows = 3 if viewer else 1
+    fig, grid = plt.subplots(rows, 2, figsize=(11, 4 * rows), squeeze=False)
+    axes = grid[0]
+    axes[1].sharey(axes[0])
+    for name, curve in sorted(curves.items()):
         axes[0].plot(curve['step'], curve['nll'], label=name)
         axes[1].plot(curve['core_hours'], curve['nll'], label=name)
+        for ax, (key, _) in zip(grid[1:].ravel(), VIEWER_PANELS):
+            ok = np.isfinite(curve[key])
+            ax.plot(curve['step'][ok], curve[key][ok], label=name)
     for label, value in (reference or {}).items():
         for ax in axes:
             ax.axhline(value, color='grey', linestyle=':', linewidth=1)
@@ -59,10 +82,16 @@ def plot_curves(runs: Dict[str, str],
     axes[0].set_xlabel('training step')
     axes[1].set_xlabel('core-hours (2-core laptop CPU, one core per run)')
     axes[0].set_ylabel('validation NLL (nats/frame)')
-    for ax in axes:
+    for ax, (key, label) in zip(grid[1:].ravel(), VIEWER_PANELS):
+        ax.set_xlabel('training step')
+        ax.set_ylabel(label)
+        if key.startswith('mass_ratio'):
+            ax.axhline(1.0, color='grey', linestyle=':', linewidth=1)
+            ax.set_yscale('log')
+    for ax in grid.ravel():
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle('Moving MNIST: validation NLL of frames 10-19 given 0-9')
+    fig.suptitle('Moving MNIST validation: frames 10-19 given 0-9')
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -3,6 +3,10 @@ r"""Trains a VPN, evaluates it on the test split and prints the result next to t
     python -m vpn_jax.main --config=experiments/moving_mnist.py:cpu --workdir=/tmp/vpn_cpu
     python -m vpn_jax.main --config=experiments/moving_mnist.py:vpn_rmb_dilation \
         --workdir=/tmp/mm --config.train.batch_size=16
+    python -m vpn_jax.main --config=experiments/moving_mnist.py:cpu_vpn --show_config
+
+Every field of the config can be overridden with --config.FIELD=VALUE; --show_config prints
+them all (with the overrides applied, each with its value) and exits.
 
 Restarting with the same --workdir resumes from the newest checkpoint. Multi-host (one process
 per host, or several processes on one machine): give every process the same flags plus
@@ -39,7 +43,10 @@ flags.DEFINE_integer(
 flags.DEFINE_bool(
     'keep_freed_memory', True, 'glibc malloc keeps freed memory for the next step: faster steps '
     'on the CPU, at the cost of holding the peak (see vpn_jax/xla_cpu/__init__.py).')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.DEFINE_bool(
+    'show_config', False, 'Print every field of --config (overrides applied) and exit: the '
+    'fields that --config.FIELD=VALUE can set. Needs no --workdir.')
+flags.mark_flags_as_required(['config'])
 
 
 def main(argv):
@@ -47,6 +54,12 @@ def main(argv):
     console.quiet_unless_asked()  # Orbax's INFO lines would bury the progress bar and results.
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if FLAGS.show_config:
+        print(FLAGS.config)
+        return
+    if not FLAGS.workdir:
+        raise app.UsageError('--workdir is required: the directory for checkpoints, metrics and '
+                             'results (or --show_config to print the config).')
     if FLAGS.coordinator_address or FLAGS.num_processes:
         jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                    num_processes=FLAGS.num_processes,

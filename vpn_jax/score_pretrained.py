@@ -2,6 +2,7 @@ r"""Scores a shipped model on the test split and records the figures in its mode
 
     python -m vpn_jax.score_pretrained --name=moving_mnist_cpu              # whole test split
     python -m vpn_jax.score_pretrained --name=moving_mnist_cpu --test_sequences=64 --norecord
+    python -m vpn_jax.score_pretrained --name=moving_mnist_cpu --viewer_only   # minutes
 
 Figures (Moving MNIST, the 'generated' test split of `moving_mnist_vpn` unless the config says
 otherwise):
@@ -12,6 +13,11 @@ otherwise):
   (> 127) of temperature-0 continuations with the truth, for the first predicted frame and
   pooled over the first three (`continuation_iou`), and the same IoU of frame 10's per-sub-pixel
   mode under teacher forcing (`teacher_forced_iou`: what the model knows given the true pixels);
+* `viewer`: what a viewer sees (`vpn_jax.video_metrics.viewer_metrics`) on the first
+  `--viewer_sequences` (64) sequences: the context gain (sequence i's frames 10..19 after
+  sequence i+1's frames 0..9), and for `--viewer_samples` (4) samples per sequence at
+  temperature 1 (seed 0), per generated frame the lit-pixel mass ratio, the best-of-4 and mean
+  IoU of lit pixels, and the best-of-4 SSIM and PSNR;
 * `first4`: the NLL and first-frame IoU of the first 4 sequences: what
   `tests/test_pretrained.py` checks the shipped weights still reproduce.
 """
@@ -23,19 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 
-LIT = 127  # A pixel is lit when its value exceeds this (uint8).
-
-
-def lit_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """|lit(p) & lit(t)| / |lit(p) | lit(t)| pooled over all pixels; 1.0 when both are dark.
-
-    predicted, truth: uint8 arrays of the same shape.
-    """
-    p, t = np.asarray(predicted) > LIT, np.asarray(truth) > LIT
-    if p.shape != t.shape:
-        raise ValueError(f'predicted {p.shape} and truth {t.shape} must have the same shape.')
-    union = np.logical_or(p, t).sum()
-    return 1.0 if union == 0 else float(np.logical_and(p, t).sum() / union)
+from vpn_jax.video_metrics import lit_iou, viewer_metrics
 
 
 def continuation_iou(module,
@@ -119,7 +113,9 @@ def score(name: str,
           *,
           weights_dir: Optional[str] = None,
           test_sequences: int = 0,
-          iou_frames: int = 3) -> Dict[str, Any]:
+          iou_frames: int = 3,
+          viewer_sequences: int = 64,
+          viewer_samples: int = 4) -> Dict[str, Any]:
     """All figures of the module docstring for shipped model `name`."""
     from vpn_jax.pretrained import load_pretrained
     module, variables, config = load_pretrained(name, weights_dir=weights_dir)
@@ -148,8 +144,23 @@ def score(name: str,
                                                                            num_context=nc)
             results[key]['iou_per_frame'] = [float(x) for x in iou]
             results[key]['iou_frames1to3'] = float(np.mean(iou[:3]))
+    if viewer_sequences:
+        results['viewer'] = viewer_figures(module, variables, config, viewer_sequences,
+                                           viewer_samples)
     results['units'] = full['units']
     return results
+
+
+def viewer_figures(module, variables, config: ml_collections.ConfigDict, sequences: int,
+                   samples: int) -> Dict[str, Any]:
+    """`viewer_metrics` of the first `sequences` test sequences, `samples` each at temperature 1
+    with seed 0: `score`'s 'viewer' entry."""
+    return viewer_metrics(module,
+                          variables,
+                          first_sequences(config, sequences),
+                          num_context=int(config.data.num_context),
+                          num_samples=samples,
+                          rng=jax.random.key(0))
 
 
 def main(argv):
@@ -158,12 +169,21 @@ def main(argv):
     from vpn_jax import console, pretrained
     fv = flags.FLAGS
     console.quiet_unless_asked()
-    results = score(fv.name, weights_dir=fv.weights_dir, test_sequences=fv.test_sequences)
+    if fv.viewer_only:
+        model = pretrained.load_pretrained(fv.name, weights_dir=fv.weights_dir)
+        results = {'viewer': viewer_figures(*model, fv.viewer_sequences, fv.viewer_samples)}
+    else:
+        results = score(fv.name,
+                        weights_dir=fv.weights_dir,
+                        test_sequences=fv.test_sequences,
+                        viewer_sequences=fv.viewer_sequences,
+                        viewer_samples=fv.viewer_samples)
     for key, value in results.items():
         print(f'{key}: {value}')
     if fv.record:
         record = pretrained.info(fv.name, weights_dir=fv.weights_dir)
-        record['results'] = results
+        record['results'] = dict(record.get('results', {}), **results) if fv.viewer_only \
+            else results
         directory = pretrained.model_dir(fv.name, fv.weights_dir)
         pretrained.write_info(directory, record)
         print(f'recorded in {directory}/{pretrained.INFO_FILE}')
@@ -174,6 +194,9 @@ if __name__ == '__main__':
     flags.DEFINE_string('name', None, 'Shipped model, e.g. moving_mnist_cpu.')
     flags.DEFINE_string('weights_dir', None, 'Folder of exported models (default: the package).')
     flags.DEFINE_integer('test_sequences', 0, 'Test sequences for test_nll (0: the whole split).')
+    flags.DEFINE_integer('viewer_sequences', 64, 'Test sequences for the viewer figures (0: none).')
+    flags.DEFINE_integer('viewer_samples', 4, 'Samples per sequence for the viewer figures.')
+    flags.DEFINE_bool('viewer_only', False, 'Only the viewer figures (added to model.json).')
     flags.DEFINE_bool('record', True, 'Write the figures into the model\'s model.json.')
     flags.mark_flags_as_required(['name'])
     app.run(main)

@@ -34,21 +34,39 @@ def frame_log_likelihoods(logits: jax.Array, frames: jax.Array, output: str) -> 
     return ll.reshape(ll.shape[:2] + (-1, )).sum(-1)
 
 
-def predicted_log_likelihood(module, video: jax.Array, actions: Optional[jax.Array],
-                             states: Optional[jax.Array], num_context: int) -> jax.Array:
+def predicted_log_likelihood(module,
+                             video: jax.Array,
+                             actions: Optional[jax.Array],
+                             states: Optional[jax.Array],
+                             num_context: int,
+                             withheld: Optional[jax.Array] = None) -> jax.Array:
     """Inside `module.apply`: log p(frames num_context..T-1 | frames before); float32[B].
 
     Decodes only the predicted frames: the decoders of the context frames 1..num_context-1
-    would not contribute. Arguments as for `log_likelihood`.
+    would not contribute. Arguments as for `log_likelihood`, plus, for training only,
+    `withheld`: bool[B, T - num_context] (see `withheld_decoder_inputs`).
     """
     module.check_inputs(video, actions, states)
     cond = module.conditioning(video.shape[1], actions, states)
     _, context = module.contexts(
         module.encode(video[:, :-1], None if cond is None else cond[:, :-1]))
     targets = video[:, num_context:]
-    logits = module.decode(targets, context[:, num_context - 1:],
+    inputs = targets if withheld is None else withheld_decoder_inputs(targets, withheld)
+    logits = module.decode(inputs, context[:, num_context - 1:],
                            None if cond is None else cond[:, num_context:])
     return frame_log_likelihoods(logits, targets, module.output).sum(axis=1)
+
+
+def withheld_decoder_inputs(frames: jax.Array, withheld: jax.Array) -> jax.Array:
+    """The decoder's view of the frames it predicts, with the `withheld` ones made black.
+
+    frames: uint8[B, T, H, W, C]; withheld: bool[B, T]. A training-only departure from the paper
+    (`config.train.withhold_frames`, word dropout in Bowman et al. 2016): the decoder of a
+    withheld frame still predicts the true frame, but sees none of its pixels, so it must take
+    them from the context. Black, not a special value, because a black neighbourhood is what the
+    decoder sees wherever a digit is about to start at sampling time.
+    """
+    return jnp.where(withheld[:, :, None, None, None], jnp.zeros_like(frames), frames)
 
 
 def log_likelihood(module,

@@ -32,8 +32,8 @@ from vpn_jax.data import input_pipeline
 from vpn_jax.training import metrics as metrics_lib
 from vpn_jax.training import results
 from vpn_jax.training import run_lock
-from vpn_jax.model.likelihood import log_likelihood
-from vpn_jax.model.vpn import VideoPixelNetwork, build_model
+from vpn_jax.model.likelihood import log_likelihood, predicted_log_likelihood
+from vpn_jax.model.vpn import VideoPixelNetwork, build_model, init_variables
 
 AXIS = 'data'
 
@@ -83,6 +83,22 @@ def train_num_context(config: ml_collections.ConfigDict) -> int:
     encoder and ConvLSTM compute; evaluation always uses `data.num_context`.
     """
     return int(config.train.get('num_context', 0) or config.data.num_context)
+
+
+def withheld_frames(config: ml_collections.ConfigDict, step: jax.Array, batch: int,
+                    frames: int) -> Optional[jax.Array]:
+    """Inside the train step: which predicted frames the decoder does not see; bool[batch, frames].
+
+    Each frame is withheld with probability `config.train.withhold_frames` (0, the paper: None),
+    drawn from (train.seed, step, device), so that a resumed run draws the same frames.
+    See `vpn_jax.model.likelihood.withheld_decoder_inputs`.
+    """
+    p = float(config.train.get('withhold_frames', 0.0))
+    if p == 0.0:
+        return None
+    key = jax.random.fold_in(jax.random.key(config.train.seed), step)
+    key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
+    return jax.random.bernoulli(key, p, (batch, frames))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -135,8 +151,20 @@ def make_train_step(
         params = jax.tree_util.tree_map(lambda x: jax.lax.pcast(x, AXIS, to='varying'),
                                         state.params)
 
+        withheld = withheld_frames(config, state.step, video.shape[0], video.shape[1] - num_context)
+
         def loss_fn(p):
-            return jnp.mean(sequence_nll(module, p, video, actions, states, num_context)) / norm
+            if withheld is None:
+                nll = sequence_nll(module, p, video, actions, states, num_context)
+            else:
+                nll = -module.apply({'params': p},
+                                    video,
+                                    actions,
+                                    states,
+                                    num_context,
+                                    withheld,
+                                    method=predicted_log_likelihood)
+            return jnp.mean(nll) / norm
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         grads = jax.lax.pmean(grads, AXIS)
@@ -226,6 +254,60 @@ def evaluate_source(config: ml_collections.ConfigDict,
     }
 
 
+def check_init_from(source: str) -> None:
+    """Raises ValueError unless `source` ('' or train.init_from) names a workdir or shipped model."""
+    from vpn_jax.pretrained import names
+    if source and not os.path.isdir(os.path.expanduser(source)) and source not in names():
+        raise ValueError(f'train.init_from={source!r} is neither a training workdir nor a '
+                         f'shipped model ({names()}).')
+
+
+def warm_start_params(config: ml_collections.ConfigDict, module: VideoPixelNetwork) -> Any:
+    """The parameters `config.train.init_from` names, for a run's first step (fine-tuning).
+
+    init_from: a training run's workdir (its newest intact checkpoint) or a shipped model's name
+    (`vpn_jax.pretrained.names()`). Its model must have this config's parameter shapes. The
+    optimiser and plateau states start fresh; a resumed run restores its own checkpoint instead.
+    """
+    source = config.train.init_from
+    check_init_from(source)
+    if os.path.isdir(os.path.expanduser(source)):
+        _, variables, _ = ckpt.load_checkpoint(source)
+    else:
+        from vpn_jax.pretrained import load_pretrained
+        _, variables, _ = load_pretrained(source)
+    size = config.data.image_size
+    expected = jax.eval_shape(
+        lambda: init_variables(module, jax.random.key(0), height=size, width=size)['params'])
+    shape = lambda tree: jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), tree)
+    if shape(expected) != shape(variables['params']):
+        raise ValueError(f'train.init_from={source!r} holds a model of other parameter shapes than '
+                         'config.model: use the model config it was trained with.')
+    return jax.device_get(variables['params'])
+
+
+def validation_viewer_metrics(config: ml_collections.ConfigDict, module: VideoPixelNetwork,
+                              params: Any, sequences: Mapping[str, np.ndarray]) -> Dict[str, float]:
+    """The learning curves' cheap view of the samples: `vpn_jax.video_metrics.summarize` of
+    `viewer_metrics` on `sequences` (evaluation sequences: video uint8[V, T, H, W, C], optional
+    actions and states) with `config.eval.viewer_samples` samples each at
+    `config.eval.viewer_temperature`, as 'validation/<name>' scalars.
+
+    The sampling noise is fixed by train.seed, so that successive points of a curve differ by the
+    parameters only. One process only (the sampler runs on this process's default device).
+    """
+    from vpn_jax import video_metrics
+    result = video_metrics.viewer_metrics(module, {'params': params},
+                                          sequences['video'],
+                                          num_context=int(config.data.num_context),
+                                          num_samples=int(config.eval.viewer_samples),
+                                          rng=jax.random.key(config.train.seed),
+                                          temperature=float(config.eval.viewer_temperature),
+                                          actions=sequences.get('actions'),
+                                          states=sequences.get('states'))
+    return video_metrics.summarize(result, prefix='validation/')
+
+
 # ------------------------------------------------------------------------------------------------
 # Checks before compute.
 
@@ -246,6 +328,9 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> Vide
                              f'{num_devices}.')
     if t.num_steps < 0:
         raise ValueError(f'train.num_steps must be >= 0; got {t.num_steps}.')
+    if not 0.0 <= t.get('withhold_frames', 0.0) < 1.0:
+        raise ValueError(f'train.withhold_frames is the probability that the decoder does not see '
+                         f'a training frame: use a value in [0, 1); got {t.withhold_frames}.')
     if not t.learning_rate > 0:  # Also refuses NaN.
         raise ValueError(f'train.learning_rate must be > 0; got {t.learning_rate} (a negative '
                          'rate would train uphill).')
@@ -253,6 +338,14 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> Vide
         if config.eval.get(name, 0) < 0:
             raise ValueError(f'eval.{name} must be >= 0 (0: the whole split); got '
                              f'{config.eval[name]}.')
+    v = config.eval
+    if v.get('viewer_sequences', 0) and (v.viewer_sequences < 2 or v.viewer_samples < 1
+                                         or not v.viewer_temperature >= 0):
+        raise ValueError(
+            f'eval.viewer_sequences={v.viewer_sequences} (0, or >= 2: the context gain '
+            f'pairs sequences), eval.viewer_samples={v.viewer_samples} (>= 1) and '
+            f'eval.viewer_temperature={v.viewer_temperature} (>= 0): fix the one '
+            'out of range.')
     for name in ('eval_every_steps', 'checkpoint_every_steps', 'log_every_steps',
                  'keep_checkpoints'):
         if t[name] < 1:
@@ -262,6 +355,7 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> Vide
         raise ValueError(f'Training sequences have data.num_frames={t} frames, so their context '
                          f'(train.num_context, or data.num_context when that is 0) must be in '
                          f'[1, {t - 1}]; got {nc}.')
+    check_init_from(config.train.get('init_from', ''))
     module = build_module(config)  # Raises ValueError on a bad model config.
     input_pipeline.check_data(config)  # Also checks data.num_context against eval_num_frames.
     return module
@@ -392,6 +486,9 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
         mngr.close()
         mngr = ckpt.manager(workdir, keep=t.keep_checkpoints)
     validation_pending = False
+    if latest is None and t.get('init_from', ''):
+        state = state.replace(params=replicate(warm_start_params(config, module), mesh))
+        logging.info('Started from the parameters of %s.', t.init_from)
     if latest is not None:
         state = restored
         validation_pending = not extra['position']['validated']
@@ -439,12 +536,28 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
                                  desc='validation')
         state = state.replace(plateau_state=plateau_update(state.plateau_state,
                                                            jnp.asarray(result['nll'], jnp.float32)))
-        writer.write(step, {
-            'validation/nll': result['nll'],
-            'train/learning_rate': learning_rate(config, state)
-        })
+        row = {'validation/nll': result['nll'], 'train/learning_rate': learning_rate(config, state)}
+        row.update(viewer(state.params))
+        writer.write(step, row)
         summary['validation'] = result
         logging.info('step %d: validation %.4f %s', step, result['nll'], units(module))
+
+    viewer_videos = []
+
+    def viewer(params) -> Dict[str, float]:
+        """`validation_viewer_metrics` on the first validation sequences (read once)."""
+        if config.eval.get('viewer_sequences', 0) < 2 or jax.process_count() > 1:
+            return {}
+        if not viewer_videos:
+            viewer_videos.append(
+                input_pipeline.evaluation_sequences(config, 'validation',
+                                                    config.eval.viewer_sequences))
+            if len(viewer_videos[0]['video']) < 2:
+                logging.warning('The validation split has fewer than 2 sequences: no context '
+                                'gain or sample figures at validation.')
+        if len(viewer_videos[0]['video']) < 2:
+            return {}
+        return validation_viewer_metrics(config, module, jax.device_get(params), viewer_videos[0])
 
     def check(step, metrics):
         values = {k: float(v) for k, v in metrics.items()}
