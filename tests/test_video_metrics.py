@@ -1,6 +1,5 @@
 """What a viewer sees (vpn_jax.video_metrics): each figure on cases whose answer is known, the
-context gain against the likelihood it is built from, training's logged view of it, and the
-decoder-withholding training option that the context gain motivates."""
+context gain against the likelihood it is built from, and training's logged view of it."""
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +11,7 @@ from train_helpers import (
     compilation_cache,  # pylint: disable=unused-import
     tiny_experiment)
 from vpn_jax import video_metrics as vm
-from vpn_jax.model.likelihood import (frame_log_likelihoods, log_likelihood,
-                                      predicted_log_likelihood, withheld_decoder_inputs)
+from vpn_jax.model.likelihood import log_likelihood
 from vpn_jax.model.vpn import build_model, init_variables
 from vpn_jax.training import metrics as metrics_lib
 from vpn_jax.training import train
@@ -98,37 +96,8 @@ def test_context_gain_is_the_likelihood_difference_and_zero_without_context(sigm
                                                                                          abs=1e-4)
 
 
-def test_withheld_frames_are_decoded_blind_but_scored_on_the_truth(sigmoid_model):
-    module, variables, video = sigmoid_model
-    withheld = np.array([[False, True]] * 3)  # The last frame: no later frame encodes it.
-    black = np.asarray(withheld_decoder_inputs(video[:, 2:], withheld))
-    assert not black[:, 1].any() and np.array_equal(black[:, 0], video[:, 2])
-
-    def ll(v, w):
-        return np.asarray(
-            module.apply(variables, v, None, None, 2, w, method=predicted_log_likelihood))
-
-    none = np.zeros_like(withheld)
-    np.testing.assert_allclose(ll(video, none),
-                               log_likelihood(module, variables, video, num_context=2),
-                               rtol=1e-6)
-    # Changing a withheld frame's pixels changes only its score (targets), never its logits: the
-    # likelihood moves exactly as the cross-entropy of fixed logits would.
-    changed = video.copy()
-    changed[:, 3] = 255 - changed[:, 3]
-    logits = np.asarray(module.apply(variables, np.concatenate([video[:, :2], black], 1)))[:, 2:]
-    delta = (frame_log_likelihoods(logits, changed[:, 3:], 'sigmoid') -
-             frame_log_likelihoods(logits, video[:, 3:], 'sigmoid'))[:, 0]
-    np.testing.assert_allclose(ll(changed, withheld) - ll(video, withheld),
-                               delta,
-                               rtol=1e-4,
-                               atol=1e-3)
-    assert not np.allclose(ll(video, withheld), ll(video, none))
-
-
-def test_training_withholds_reproducibly_and_logs_what_a_viewer_sees(tmp_path):
+def test_training_logs_what_a_viewer_sees(tmp_path):
     config = tiny_experiment('moving_mnist', steps=2, size=8)
-    config.train.withhold_frames = 0.5
     config.train.eval_every_steps = 2
     config.eval.validation_batches = 1
     config.eval.viewer_sequences = 2
@@ -141,46 +110,7 @@ def test_training_withholds_reproducibly_and_logs_what_a_viewer_sees(tmp_path):
     for key in ('context_gain', 'mass_ratio_first', 'mass_ratio_last', 'iou_best_first',
                 'iou_best_mean', 'ssim_best_mean', 'psnr_best_mean'):
         assert np.isfinite(val[0]['validation/' + key]), key
-    # The withheld frames are drawn from (seed, step): the train step is a function of its
-    # inputs, and withholding changes it.
-    module = train.build_module(config)
-    mesh = train.make_mesh(jax.devices()[:1])
-    from vpn_jax.data import input_pipeline
-    batch = train.shard_batch(
-        input_pipeline.train_batch(config, input_pipeline.train_source(config), 0), mesh)
-    losses = []
-    for p in (0.5, 0.5, 0.0):
-        config.train.withhold_frames = p
-        state = train.replicate(train.create_train_state(config, module, jax.random.key(0)), mesh)
-        losses.append(float(train.make_train_step(config, module, mesh)(state, batch)[1]['loss']))
-    assert losses[0] == losses[1] != losses[2]
-    config.train.withhold_frames = 1.0
-    with pytest.raises(ValueError, match='withhold_frames'):
-        train.train_and_evaluate(config, str(tmp_path / 'b'))
-    config.train.withhold_frames = 0.0
     config.eval.viewer_sequences = 1
     with pytest.raises(ValueError, match='viewer_sequences'):
         train.train_and_evaluate(config, str(tmp_path / 'b'))
     assert not (tmp_path / 'b').exists()
-
-
-def test_init_from_starts_at_a_runs_parameters_and_refuses_other_shapes(tmp_path):
-    config = tiny_experiment('moving_mnist', steps=1, size=8)
-    train.train_and_evaluate(config, str(tmp_path / 'first'))
-    first = jax.device_get(train.ckpt.load_checkpoint(str(tmp_path / 'first'))[1]['params'])
-    config.train.init_from = str(tmp_path / 'first')
-    config.train.learning_rate = 1e-12  # One step barely moves them.
-    train.train_and_evaluate(config, str(tmp_path / 'second'))
-    second = jax.device_get(train.ckpt.load_checkpoint(str(tmp_path / 'second'))[1]['params'])
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), first, second)
-    fresh = jax.device_get(
-        train.create_train_state(config, train.build_module(config), jax.random.key(0)).params)
-    assert not np.allclose(fresh['frame_decoder']['context']['kernel'],
-                           second['frame_decoder']['context']['kernel'])
-    config.model.channels = 9
-    with pytest.raises(ValueError, match='other parameter shapes'):
-        train.train_and_evaluate(config, str(tmp_path / 'third'))
-    config.train.init_from = 'no_such_model'
-    with pytest.raises(ValueError, match='neither a training workdir nor a shipped model'):
-        train.train_and_evaluate(config, str(tmp_path / 'fourth'))
-    assert not (tmp_path / 'fourth').exists()

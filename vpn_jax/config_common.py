@@ -146,6 +146,9 @@ def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
     # predicts (which stays the target). Not in the paper (0): it makes the decoder take what it
     # cannot see from the context (WORKSPACE.md, "Choices where the paper is silent").
     train.withhold_frames = 0.0
+    # 'sigmoid' models: the encoder and decoder read Bernoulli(x / 255) binary frames, as the
+    # sampler feeds them back, while the loss keeps the grey frames as targets. Not in the paper.
+    train.binarize_inputs = False
     # Start from these parameters instead of random ones (fine-tuning): a training workdir or a
     # shipped model's name; '' for random. The optimiser starts fresh; resuming ignores it.
     train.init_from = ''

@@ -39,20 +39,26 @@ def predicted_log_likelihood(module,
                              actions: Optional[jax.Array],
                              states: Optional[jax.Array],
                              num_context: int,
-                             withheld: Optional[jax.Array] = None) -> jax.Array:
+                             withheld: Optional[jax.Array] = None,
+                             inputs: Optional[jax.Array] = None) -> jax.Array:
     """Inside `module.apply`: log p(frames num_context..T-1 | frames before); float32[B].
 
     Decodes only the predicted frames: the decoders of the context frames 1..num_context-1
-    would not contribute. Arguments as for `log_likelihood`, plus, for training only,
-    `withheld`: bool[B, T - num_context] (see `withheld_decoder_inputs`).
+    would not contribute. Arguments as for `log_likelihood`, plus two training-only views:
+    `withheld`: bool[B, T - num_context] (see `withheld_decoder_inputs`); `inputs`: uint8 like
+    `video`, the frames the encoder and decoder read in place of `video`, which stays the target
+    (`config.train.binarize_inputs`). With neither, this is the paper's likelihood.
     """
     module.check_inputs(video, actions, states)
+    seen = video if inputs is None else inputs
     cond = module.conditioning(video.shape[1], actions, states)
-    _, context = module.contexts(
-        module.encode(video[:, :-1], None if cond is None else cond[:, :-1]))
+    _, context = module.contexts(module.encode(seen[:, :-1],
+                                               None if cond is None else cond[:, :-1]))
     targets = video[:, num_context:]
-    inputs = targets if withheld is None else withheld_decoder_inputs(targets, withheld)
-    logits = module.decode(inputs, context[:, num_context - 1:],
+    decoder_in = seen[:, num_context:]
+    if withheld is not None:
+        decoder_in = withheld_decoder_inputs(decoder_in, withheld)
+    logits = module.decode(decoder_in, context[:, num_context - 1:],
                            None if cond is None else cond[:, num_context:])
     return frame_log_likelihoods(logits, targets, module.output).sum(axis=1)
 

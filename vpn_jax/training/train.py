@@ -96,9 +96,31 @@ def withheld_frames(config: ml_collections.ConfigDict, step: jax.Array, batch: i
     p = float(config.train.get('withhold_frames', 0.0))
     if p == 0.0:
         return None
+    return jax.random.bernoulli(_step_key(config, step, 0), p, (batch, frames))
+
+
+def binarized_inputs(config: ml_collections.ConfigDict, module: VideoPixelNetwork, step: jax.Array,
+                     video: jax.Array) -> Optional[jax.Array]:
+    """Inside the train step: the frames the model reads when `train.binarize_inputs`, else None.
+
+    video: uint8[B, T, H, W, C] of a 'sigmoid' model (grey Moving MNIST frames). Each pixel x is
+    read as 255 with probability x / 255 and 0 otherwise, drawn from (train.seed, step, device):
+    binary frames like those the sampler feeds back, while the loss keeps the true grey frames
+    as targets. Without it the encoder meets binary frames first at sampling time.
+    """
+    if not config.train.get('binarize_inputs', False):
+        return None
+    if module.output != 'sigmoid':
+        raise ValueError("train.binarize_inputs reads Bernoulli frames, which only a 'sigmoid' "
+                         "model samples; set it to False for 'softmax' models.")
+    u = jax.random.uniform(_step_key(config, step, 1), video.shape)
+    return jnp.where(u * 255.0 < video.astype(jnp.float32), 255, 0).astype(jnp.uint8)
+
+
+def _step_key(config: ml_collections.ConfigDict, step: jax.Array, stream: int) -> jax.Array:
+    """A key of (train.seed, step, device, stream), inside the train step's shard_map."""
     key = jax.random.fold_in(jax.random.key(config.train.seed), step)
-    key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
-    return jax.random.bernoulli(key, p, (batch, frames))
+    return jax.random.fold_in(jax.random.fold_in(key, jax.lax.axis_index(AXIS)), stream)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -152,9 +174,10 @@ def make_train_step(
                                         state.params)
 
         withheld = withheld_frames(config, state.step, video.shape[0], video.shape[1] - num_context)
+        inputs = binarized_inputs(config, module, state.step, video)
 
         def loss_fn(p):
-            if withheld is None:
+            if withheld is None and inputs is None:
                 nll = sequence_nll(module, p, video, actions, states, num_context)
             else:
                 nll = -module.apply({'params': p},
@@ -163,6 +186,7 @@ def make_train_step(
                                     states,
                                     num_context,
                                     withheld,
+                                    inputs,
                                     method=predicted_log_likelihood)
             return jnp.mean(nll) / norm
 

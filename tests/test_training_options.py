@@ -1,0 +1,122 @@
+"""Training-only options, off in the paper's variants: the decoder's view of a frame withheld,
+binary input frames, and starting from another run's parameters. Each leaves the scored
+likelihood the paper's and the train step a pure function of (state, batch)."""
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import make_tiny_config
+from train_helpers import (
+    compilation_cache,  # pylint: disable=unused-import
+    tiny_experiment)
+from vpn_jax.data import input_pipeline
+from vpn_jax.model.likelihood import (frame_log_likelihoods, log_likelihood,
+                                      predicted_log_likelihood, withheld_decoder_inputs)
+from vpn_jax.model.vpn import build_model, init_variables
+from vpn_jax.training import train
+
+
+@pytest.fixture(scope='module')
+def sigmoid_model():
+    module = build_model(make_tiny_config(output='sigmoid', num_colors=1))
+    variables = init_variables(module, jax.random.key(1), height=6, width=6)
+    video = np.asarray(jax.random.randint(jax.random.key(2), (3, 4, 6, 6, 1), 0, 256), np.uint8)
+    return module, variables, video
+
+
+def test_withheld_frames_are_decoded_blind_but_scored_on_the_truth(sigmoid_model):
+    module, variables, video = sigmoid_model
+    withheld = np.array([[False, True]] * 3)  # The last frame: no later frame encodes it.
+    black = np.asarray(withheld_decoder_inputs(video[:, 2:], withheld))
+    assert not black[:, 1].any() and np.array_equal(black[:, 0], video[:, 2])
+
+    def ll(v, w):
+        return np.asarray(
+            module.apply(variables, v, None, None, 2, w, method=predicted_log_likelihood))
+
+    none = np.zeros_like(withheld)
+    np.testing.assert_allclose(ll(video, none),
+                               log_likelihood(module, variables, video, num_context=2),
+                               rtol=1e-6)
+    # Changing a withheld frame's pixels changes only its score (targets), never its logits: the
+    # likelihood moves exactly as the cross-entropy of fixed logits would.
+    changed = video.copy()
+    changed[:, 3] = 255 - changed[:, 3]
+    logits = np.asarray(module.apply(variables, np.concatenate([video[:, :2], black], 1)))[:, 2:]
+    delta = (frame_log_likelihoods(logits, changed[:, 3:], 'sigmoid') -
+             frame_log_likelihoods(logits, video[:, 3:], 'sigmoid'))[:, 0]
+    np.testing.assert_allclose(ll(changed, withheld) - ll(video, withheld),
+                               delta,
+                               rtol=1e-4,
+                               atol=1e-3)
+    assert not np.allclose(ll(video, withheld), ll(video, none))
+
+
+def test_binary_inputs_are_read_but_grey_frames_are_scored(sigmoid_model):
+    module, variables, video = sigmoid_model
+    binary = np.where(video > 100, 255, 0).astype(np.uint8)
+
+    def ll(inputs):
+        return np.asarray(
+            module.apply(variables,
+                         video,
+                         None,
+                         None,
+                         2,
+                         None,
+                         inputs,
+                         method=predicted_log_likelihood))
+
+    np.testing.assert_allclose(ll(video),
+                               log_likelihood(module, variables, video, num_context=2),
+                               rtol=1e-6)
+    logits = np.asarray(module.apply(variables, binary))[:, 1:]  # Frames 2, 3 read as binary.
+    expected = frame_log_likelihoods(logits, video[:, 2:], 'sigmoid').sum(1)
+    np.testing.assert_allclose(ll(binary), expected, rtol=1e-5)
+
+
+def test_train_step_options_are_reproducible_and_checked(tmp_path):
+    config = tiny_experiment('moving_mnist', steps=1, size=8)
+    module = train.build_module(config)
+    mesh = train.make_mesh(jax.devices()[:1])
+    batch = train.shard_batch(
+        input_pipeline.train_batch(config, input_pipeline.train_source(config), 0), mesh)
+    losses = {}
+    for name, withhold, binarize in (('withhold', 0.5, False), ('again', 0.5, False),
+                                     ('binarize', 0.0, True), ('both', 0.5, True), ('paper', 0.0,
+                                                                                    False)):
+        config.train.withhold_frames, config.train.binarize_inputs = withhold, binarize
+        state = train.replicate(train.create_train_state(config, module, jax.random.key(0)), mesh)
+        step = train.make_train_step(config, module, mesh)
+        losses[name] = float(step(state, batch)[1]['loss'])
+    # Drawn from (seed, step): the same step twice gives the same loss; each option changes it.
+    assert losses['withhold'] == losses['again']
+    assert len({losses[k] for k in ('withhold', 'binarize', 'both', 'paper')}) == 4, losses
+    config.train.binarize_inputs = False
+    config.train.withhold_frames = 1.0
+    with pytest.raises(ValueError, match='withhold_frames'):
+        train.train_and_evaluate(config, str(tmp_path / 'b'))
+    assert not (tmp_path / 'b').exists()
+
+
+def test_init_from_starts_at_a_runs_parameters_and_refuses_other_shapes(tmp_path):
+    config = tiny_experiment('moving_mnist', steps=1, size=8)
+    train.train_and_evaluate(config, str(tmp_path / 'first'))
+    first = jax.device_get(train.ckpt.load_checkpoint(str(tmp_path / 'first'))[1]['params'])
+    config.train.init_from = str(tmp_path / 'first')
+    config.train.learning_rate = 1e-12  # One step barely moves them.
+    train.train_and_evaluate(config, str(tmp_path / 'second'))
+    second = jax.device_get(train.ckpt.load_checkpoint(str(tmp_path / 'second'))[1]['params'])
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), first, second)
+    fresh = jax.device_get(
+        train.create_train_state(config, train.build_module(config), jax.random.key(0)).params)
+    assert not np.allclose(fresh['frame_decoder']['context']['kernel'],
+                           second['frame_decoder']['context']['kernel'])
+    config.model.channels = 9
+    with pytest.raises(ValueError, match='other parameter shapes'):
+        train.train_and_evaluate(config, str(tmp_path / 'third'))
+    config.train.init_from = 'no_such_model'
+    with pytest.raises(ValueError, match='neither a training workdir nor a shipped model'):
+        train.train_and_evaluate(config, str(tmp_path / 'fourth'))
+    assert not (tmp_path / 'fourth').exists()
