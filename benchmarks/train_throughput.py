@@ -2,7 +2,7 @@ r"""Train-step throughput: sequences/s, XLA's FLOPs per sequence, achieved FLOP/
 
     python benchmarks/train_throughput.py --cases=moving_mnist:cpu:4
     python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:1 --frames=4 \
-        [--remat] [--dtype=bfloat16] [--steps=2]
+        [--remat=blocks] [--microbatches=4] [--dtype=bfloat16] [--steps=2]
     python benchmarks/train_throughput.py --cases=moving_mnist:vpn_rmb_dilation:1 --frames=20 \
         --steps=2   # the paper's sequence length
     # On a GPU (H100 SXM: 989.4 TFLOP/s dense bf16):
@@ -26,7 +26,8 @@ drifts by +-20% within minutes:
 `--frames` shortens the sequences (num_context becomes frames // 2) so that the paper-size
 model fits a few minutes on a 2-core CPU. Like vpn_jax.main the script makes the XLA:CPU settings
 of `vpn_jax.xla_cpu.configure`. Current figures: WORKSPACE.md, "Measured figures".
-With `--remat` the count includes the recomputed forward passes (hardware FLOPs, not model FLOPs).
+With `--remat=blocks` the count includes the recomputed forward passes (hardware FLOPs, not model
+FLOPs). `run_case` and `xla_flops` are also what benchmarks/gpu_check.py measures with.
 """
 
 import functools
@@ -37,16 +38,21 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
 from vpn_jax import configs
+from vpn_jax.model.encoder import REMAT_POLICIES
 from vpn_jax.training import train
 from vpn_jax import xla_cpu
 
 _CASES = flags.DEFINE_list('cases', ['moving_mnist:cpu:4'], 'EXPERIMENT:VARIANT:BATCH, ...')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per case (after one warm-up step).')
 _FRAMES = flags.DEFINE_integer('frames', 0, 'Frames per sequence (0: the config\'s).')
-_REMAT = flags.DEFINE_bool('remat', False, 'Rematerialise residual blocks.')
+_REMAT = flags.DEFINE_enum('remat', 'none', list(REMAT_POLICIES),
+                           'What each residual block keeps for the backward pass (model.remat).')
+_MICROBATCHES = flags.DEFINE_integer('microbatches', 1,
+                                     'Sequential micro-batches per device (train.microbatches).')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 _CONCURRENCY = flags.DEFINE_bool(
     'xla_cpu_concurrency_scheduler', False, 'XLA:CPU\'s concurrency-optimised scheduler (off '
@@ -110,19 +116,38 @@ def xla_flops(config, module, compiled) -> float:
     CPU and XLA:CPU's count before optimisation is used (~2% below the compiled count: fusion
     rewrites). That count has the CPU's masked kernel gradients, which skip the dead taps; cuDNN
     computes those taps too, so the GPU does slightly more work than it is credited with.
+
+    With `train.microbatches` = m the step is a scan over m micro-batches, whose body XLA also
+    counts once: the count is multiplied by m (the optimiser update outside the scan, ~10 FLOPs
+    per parameter, is then counted m times: negligible).
     """
     if jax.devices()[0].platform == 'cpu':
         cost = compiled.cost_analysis()
     else:
-        cpu = jax.devices('cpu')[0]
-        mesh = train.make_mesh([cpu])
-        with jax.default_device(cpu):
-            state = train.create_train_state(config, module, jax.random.key(0))
-        state = train.replicate(state, mesh)
-        batch = train.shard_batch(synthetic_batch(config), mesh)
+        mesh = train.make_mesh(jax.devices('cpu')[:1])
+        state, batch = abstract_inputs(config, module, mesh)
         cost = train.make_train_step(config, module, mesh).lower(state, batch).cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost['flops']) + uncounted_convlstm_flops(config, module)
+    flops = float(cost['flops']) * train.train_microbatches(config)
+    return flops + uncounted_convlstm_flops(config, module)
+
+
+def abstract_inputs(config, module, mesh):
+    """(state, batch) of the train step as `jax.ShapeDtypeStruct`s placed on `mesh`.
+
+    Enough to lower and compile the step (`make_train_step(...).lower(state, batch)`) without
+    allocating the parameters or the batch.
+    """
+    replicated = NamedSharding(mesh, P())
+    split = NamedSharding(mesh, P(train.AXIS))
+    state = jax.eval_shape(lambda: train.create_train_state(config, module, jax.random.key(0)))
+    state = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
+    batch = {
+        k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=split)
+        for k, v in synthetic_batch(config).items()
+    }
+    return state, batch
 
 
 def uncounted_convlstm_flops(config, module) -> float:
@@ -157,15 +182,35 @@ def synthetic_batch(config) -> dict:
     return batch
 
 
-def run_case(case: str) -> dict:
+def case_config(case: str,
+                *,
+                frames: int = 0,
+                remat: str = 'none',
+                dtype: str = 'float32',
+                microbatches: int = 1):
+    """The config of EXPERIMENT:VARIANT:BATCH with the given levers (frames 0: the config's)."""
     experiment, variant, batch_size = case.split(':')
     config = load_config(experiment, variant)
     config.train.batch_size = int(batch_size)
-    if _FRAMES.value:
-        config.data.num_frames = _FRAMES.value
-        config.data.num_context = max(1, _FRAMES.value // 2)
-    config.model.remat = _REMAT.value
-    config.model.dtype = _DTYPE.value
+    if frames:
+        config.data.num_frames = frames
+        config.data.num_context = max(1, frames // 2)
+    config.model.remat = remat
+    config.model.dtype = dtype
+    config.train.microbatches = microbatches
+    return config
+
+
+def run_case(case: str,
+             *,
+             frames: int = 0,
+             remat: str = 'none',
+             dtype: str = 'float32',
+             microbatches: int = 1,
+             steps: int = 3,
+             matmul_size: int = 2048) -> dict:
+    """Compiles, counts and times one case on all local devices (see the module docstring)."""
+    config = case_config(case, frames=frames, remat=remat, dtype=dtype, microbatches=microbatches)
     mesh = train.make_mesh()
     module = train.build_module(config)
     state = train.replicate(train.create_train_state(config, module, jax.random.key(0)), mesh)
@@ -175,20 +220,19 @@ def run_case(case: str) -> dict:
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
     flops = xla_flops(config, module, compiled)
-    mm_before = matmul_flops_per_second(_MATMUL_SIZE.value, _DTYPE.value)
+    mm_before = matmul_flops_per_second(matmul_size, dtype)
     state, metrics = compiled(state, batch)  # Warm-up.
     jax.block_until_ready(metrics)
     step_times, matched = [], []
-    for _ in range(_STEPS.value):
+    for _ in range(steps):
         start = time.perf_counter()
         state, metrics = compiled(state, batch)
         jax.block_until_ready(metrics)
         step_times.append(time.perf_counter() - start)
-        sustained = sustained_matmul_flops_per_second(step_times[-1], _MATMUL_SIZE.value,
-                                                      _DTYPE.value)
+        sustained = sustained_matmul_flops_per_second(step_times[-1], matmul_size, dtype)
         matched.append(flops / step_times[-1] / sustained)
     step_s = min(step_times)
-    mm_after = matmul_flops_per_second(_MATMUL_SIZE.value, _DTYPE.value)
+    mm_after = matmul_flops_per_second(matmul_size, dtype)
     matmul = max(mm_before, mm_after)
     return dict(case=case,
                 frames=config.data.num_frames,
@@ -212,10 +256,17 @@ def main(argv):
                              concurrent_scheduler=_CONCURRENCY.value)['keep_freed_memory']
     device = jax.devices()[0]
     print(f'{jax.device_count()} {device.device_kind} ({device.platform}) device(s); '
-          f'dtype {_DTYPE.value}, remat {_REMAT.value}; XLA_FLAGS={os.environ.get("XLA_FLAGS")}; '
+          f'dtype {_DTYPE.value}, remat {_REMAT.value}, microbatches {_MICROBATCHES.value}; '
+          f'XLA_FLAGS={os.environ.get("XLA_FLAGS")}; '
           f'malloc keeps freed memory: {kept}')
     for case in _CASES.value:
-        r = run_case(case)
+        r = run_case(case,
+                     frames=_FRAMES.value,
+                     remat=_REMAT.value,
+                     dtype=_DTYPE.value,
+                     microbatches=_MICROBATCHES.value,
+                     steps=_STEPS.value,
+                     matmul_size=_MATMUL_SIZE.value)
         mfu = ''
         if _PEAK_TFLOPS.value:
             mfu = (f'; MFU {100 * r["flops_per_s"] / (_PEAK_TFLOPS.value * 1e12):.1f}% of '
