@@ -27,24 +27,20 @@ drifts by +-20% within minutes:
 model fits a few minutes on a 2-core CPU. Like vpn_jax.main the script makes the XLA:CPU settings
 of `vpn_jax.xla_cpu.configure`. Current figures: WORKSPACE.md, "Measured figures".
 With `--remat=blocks` the count includes the recomputed forward passes (hardware FLOPs, not model
-FLOPs). `run_case` and `xla_flops` are also what benchmarks/gpu_check.py measures with.
+FLOPs). The measuring pieces are in benchmarks/step_figures.py, shared with memory_plan.py and
+gpu_check.py.
 """
 
-import functools
 import os
-import time
 
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
-import numpy as np
 
-from vpn_jax import configs
 from vpn_jax.model.encoder import REMAT_POLICIES
-from vpn_jax.training import train
 from vpn_jax import xla_cpu
+
+from step_figures import run_case
 
 _CASES = flags.DEFINE_list('cases', ['moving_mnist:cpu:4'], 'EXPERIMENT:VARIANT:BATCH, ...')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per case (after one warm-up step).')
@@ -66,188 +62,6 @@ _MATMUL_SIZE = flags.DEFINE_integer(
 _PEAK_TFLOPS = flags.DEFINE_float(
     'peak_tflops', 0.0, 'The accelerator\'s datasheet peak in TFLOP/s (e.g. 989.4 for an H100 '
     'SXM\'s dense bf16); when set, also prints MFU = achieved FLOP/s / peak.')
-
-
-def load_config(experiment: str, variant: str):
-    """`experiments/<experiment>.py:<variant>`, found from the repository root."""
-    return configs.load_config(f'experiments/{experiment}.py:{variant}')
-
-
-@functools.lru_cache(maxsize=None)
-def _matmul(n: int, dtype):
-    """A jitted n x n matmul and its operand, compiled and run once (once per n and dtype)."""
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    return f, a
-
-
-def matmul_flops_per_second(n: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
-    """Best-of-`repeats` FLOP/s of an n x n matmul in `dtype` (XLA's default precision)."""
-    f, a = _matmul(n, dtype)
-    best = float('inf')
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
-
-
-def sustained_matmul_flops_per_second(seconds: float, n: int = 2048, dtype=jnp.float32) -> float:
-    """FLOP/s of back-to-back n x n matmuls run for at least `seconds` (total FLOPs / time)."""
-    f, a = _matmul(n, dtype)
-    count = 0
-    start = time.perf_counter()
-    while True:
-        f(a).block_until_ready()
-        count += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return 2 * n**3 * count / elapsed
-
-
-def xla_flops(config, module, compiled) -> float:
-    """XLA's FLOP count of the train step.
-
-    On the CPU, the compiled module's count (as in every CPU figure in WORKSPACE.md). XLA:GPU's
-    compiled count leaves out the convolutions and matmuls it hands to cuDNN and cuBLAS (it
-    reported 18.8 GFLOP/sequence for a step that does over 10 TFLOP), and its count before
-    optimisation is not available, so on other platforms the same step is lowered for the host
-    CPU and XLA:CPU's count before optimisation is used (~2% below the compiled count: fusion
-    rewrites). That count has the CPU's masked kernel gradients, which skip the dead taps; cuDNN
-    computes those taps too, so the GPU does slightly more work than it is credited with.
-
-    With `train.microbatches` = m the step is a scan over m micro-batches, whose body XLA also
-    counts once: the count is multiplied by m (the optimiser update outside the scan, ~10 FLOPs
-    per parameter, is then counted m times: negligible).
-    """
-    if jax.devices()[0].platform == 'cpu':
-        cost = compiled.cost_analysis()
-    else:
-        mesh = train.make_mesh(jax.devices('cpu')[:1])
-        state, batch = abstract_inputs(config, module, mesh)
-        cost = train.make_train_step(config, module, mesh).lower(state, batch).cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost['flops']) * train.train_microbatches(config)
-    return flops + uncounted_convlstm_flops(config, module)
-
-
-def abstract_inputs(config, module, mesh):
-    """(state, batch) of the train step as `jax.ShapeDtypeStruct`s placed on `mesh`.
-
-    Enough to lower and compile the step (`make_train_step(...).lower(state, batch)`) without
-    allocating the parameters or the batch.
-    """
-    replicated = NamedSharding(mesh, P())
-    split = NamedSharding(mesh, P(train.AXIS))
-    state = jax.eval_shape(lambda: train.create_train_state(config, module, jax.random.key(0)))
-    state = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
-    batch = {
-        k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=split)
-        for k, v in synthetic_batch(config).items()
-    }
-    return state, batch
-
-
-def uncounted_convlstm_flops(config, module) -> float:
-    """FLOPs of the ConvLSTM steps that XLA's count of the train step leaves out.
-
-    The ConvLSTM is a scan, and XLA's cost analysis counts a loop body once: of the T-1 steps of
-    the forward and of the backward pass it counts one each. This is the other T-2 steps'
-    forward and backward, for the whole batch, from one step's count.
-    """
-    t, size = config.data.num_frames, config.data.image_size
-    encoded = jnp.zeros((config.train.batch_size, 1, size, size, 2 * config.model.channels),
-                        module.dtype)
-    one_step = lambda p, x: module.apply({'params': p}, x, method=module.contexts)[1].sum()
-    with jax.default_device(jax.devices('cpu')[0]):
-        state = jax.eval_shape(lambda: train.create_train_state(config, module, jax.random.key(0)))
-        cost = jax.jit(jax.grad(one_step, (0, 1))).lower(state.params, encoded).cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return (t - 2) * float(cost['flops'])
-
-
-def synthetic_batch(config) -> dict:
-    """A training batch of the config's shapes (the values do not change the FLOPs)."""
-    rng = np.random.default_rng(0)
-    b, t, s = config.train.batch_size, config.data.num_frames, config.data.image_size
-    c = config.model.num_colors
-    batch = {'video': rng.integers(0, 256, (b, t, s, s, c), dtype=np.uint8)}
-    if config.model.action_dim:
-        batch['actions'] = rng.standard_normal((b, t, config.model.action_dim)).astype(np.float32)
-    if config.model.state_dim:
-        batch['states'] = rng.standard_normal(
-            (b, config.data.num_context, config.model.state_dim)).astype(np.float32)
-    return batch
-
-
-def case_config(case: str,
-                *,
-                frames: int = 0,
-                remat: str = 'none',
-                dtype: str = 'float32',
-                microbatches: int = 1):
-    """The config of EXPERIMENT:VARIANT:BATCH with the given levers (frames 0: the config's)."""
-    experiment, variant, batch_size = case.split(':')
-    config = load_config(experiment, variant)
-    config.train.batch_size = int(batch_size)
-    if frames:
-        config.data.num_frames = frames
-        config.data.num_context = max(1, frames // 2)
-    config.model.remat = remat
-    config.model.dtype = dtype
-    config.train.microbatches = microbatches
-    return config
-
-
-def run_case(case: str,
-             *,
-             frames: int = 0,
-             remat: str = 'none',
-             dtype: str = 'float32',
-             microbatches: int = 1,
-             steps: int = 3,
-             matmul_size: int = 2048) -> dict:
-    """Compiles, counts and times one case on all local devices (see the module docstring)."""
-    config = case_config(case, frames=frames, remat=remat, dtype=dtype, microbatches=microbatches)
-    mesh = train.make_mesh()
-    module = train.build_module(config)
-    state = train.replicate(train.create_train_state(config, module, jax.random.key(0)), mesh)
-    batch = train.shard_batch(synthetic_batch(config), mesh)
-    step = train.make_train_step(config, module, mesh)
-    start = time.perf_counter()
-    compiled = step.lower(state, batch).compile()
-    compile_s = time.perf_counter() - start
-    flops = xla_flops(config, module, compiled)
-    mm_before = matmul_flops_per_second(matmul_size, dtype)
-    state, metrics = compiled(state, batch)  # Warm-up.
-    jax.block_until_ready(metrics)
-    step_times, matched = [], []
-    for _ in range(steps):
-        start = time.perf_counter()
-        state, metrics = compiled(state, batch)
-        jax.block_until_ready(metrics)
-        step_times.append(time.perf_counter() - start)
-        sustained = sustained_matmul_flops_per_second(step_times[-1], matmul_size, dtype)
-        matched.append(flops / step_times[-1] / sustained)
-    step_s = min(step_times)
-    mm_after = matmul_flops_per_second(matmul_size, dtype)
-    matmul = max(mm_before, mm_after)
-    return dict(case=case,
-                frames=config.data.num_frames,
-                params=sum(x.size for x in jax.tree_util.tree_leaves(state.params)),
-                compile_s=compile_s,
-                step_s=step_s,
-                mean_step_s=float(np.mean(step_times)),
-                sequences_per_s=config.train.batch_size / step_s,
-                flops_per_sequence=flops / config.train.batch_size,
-                flops_per_s=flops / step_s,
-                matmul_flops_per_s=matmul,
-                matmul_before_after=(mm_before, mm_after),
-                fraction=flops / step_s / matmul,
-                matched_fractions=matched,
-                matched_fraction=float(np.median(matched)))
 
 
 def main(argv):
