@@ -3,15 +3,17 @@ r"""Everything a lent accelerator should measure, in one run: run it through gpu
     benchmarks/gpu_check.sh --out=/tmp/gpu_check          # on the device, at most 8 minutes
     benchmarks/gpu_check.sh --smoke --out=/tmp/gpu_smoke  # the same path on the CPU, tiny shapes
 
-Stages, in order, each with a time budget (seconds, scaled by --budget_s / 480) and each
-written to `<out>/gpu_check.json` as soon as it ends, so that a failure or a kill in a later
-stage (a GPU out-of-memory at one batch size, say) loses nothing measured before it:
+Stages, in order, each with a time budget (`STAGE_SECONDS`, scaled to --budget_s), each run by
+gpu_check.sh in its own process (`--stages=NAME`) and each added to `<out>/gpu_check.json` as
+soon as it ends, so that an error, a crash or a kill in one stage (a GPU out-of-memory at one
+batch size, XLA's autotuner) loses nothing measured in the others; a stage that needs the plan's
+choice and finds none uses `DEFAULT_PICKS`:
 
 1. device: kind, platform, versions, the memory XLA may use (`memory_stats()['bytes_limit']`).
-2. plan: `step_figures.plan_row` on the device for the paper's model (bf16, 20 frames) at
-   per-device batches 16, 32 and 64: for each batch the levers of `LEVERS` in order, stopping at
-   the first whose peak fits 90% of the device's limit. That choice is "the lever the plan
-   picked".
+2. plan: `step_figures.plan_row` (memory_plan.py's row) on the device for the paper's model
+   (bf16, 20 frames) at per-device batches 16, 32 and 64: for each batch the levers of `LEVERS`
+   in order, stopping at the first whose peak (XLA's, on the device) fits 90% of the device's
+   limit. That choice is "the lever the plan picked".
 3. throughput: `step_figures.run_case` at each batch with its picked lever: step time,
    sequences/s, XLA's FLOPs, the fraction of an n x n matmul in the same dtype and process
    (n = 8192) and MFU against --peak_tflops.
@@ -39,13 +41,14 @@ from typing import Any, Callable, Dict, List
 from absl import app
 from absl import flags
 import jax
-import numpy as np
 
 from vpn_jax import configs
 from vpn_jax.data import input_pipeline
 from vpn_jax.training import train
 
 import step_figures
+
+STAGE_NAMES = ('device', 'plan', 'throughput', 'profile', 'train')
 
 _OUT = flags.DEFINE_string('out', '/tmp/gpu_check', 'Folder for gpu_check.{json,md} and the trace.')
 _SMOKE = flags.DEFINE_bool(
@@ -56,11 +59,23 @@ _BUDGET = flags.DEFINE_float('budget_s', 480.0, 'Seconds for the whole run; the 
 _PEAK_TFLOPS = flags.DEFINE_float('peak_tflops', 989.4, 'Dense bf16 peak for MFU (H100 SXM and '
                                   'H200: 989.4 TFLOP/s).')
 _BATCHES = flags.DEFINE_list('batches', ['16', '32', '64'], 'Per-device batches to measure.')
+_STAGES = flags.DEFINE_list(
+    'stages', list(STAGE_NAMES), 'Stages to run, in order; each adds '
+    'its result to <out>/gpu_check.json (gpu_check.sh runs one per process).')
 
-# Levers tried per batch, cheapest in compute first: (remat, micro-batches).
-LEVERS = (('none', 1), ('convs', 1), ('convs', 2), ('convs', 4), ('blocks', 4), ('blocks', 8))
-# Share of the whole budget per stage (of 480 s: 10, 130, 170, 50, 110 s).
-STAGE_SHARES = {'device': 10, 'plan': 130, 'throughput': 170, 'profile': 50, 'train': 110}
+# Levers tried per batch, in order: (remat, micro-batches). Micro-batches first: at a micro-batch
+# that fits, they cost no FLOPs (remat 'convs' adds ~0.2%, 'blocks' ~25%).
+LEVERS = (('none', 1), ('none', 2), ('none', 4), ('convs', 4), ('blocks', 4), ('blocks', 8))
+# Seconds per stage (--budget_s=480); each runs in its own process (gpu_check.sh), so that a
+# crash in one (XLA's GPU autotuner has crashed on this step) loses none of the others.
+STAGE_SECONDS = {'device': 10, 'plan': 120, 'throughput': 150, 'profile': 45, 'train': 90}
+# The levers a stage uses when the plan stage did not pick any (it crashed or ran out of time):
+# the micro-batch of 16 sequences that ran without remat on an H100 (WORKSPACE.md).
+DEFAULT_PICKS = {
+    '16': dict(remat='none', microbatches=1),
+    '32': dict(remat='none', microbatches=2),
+    '64': dict(remat='none', microbatches=4)
+}
 
 
 def paper_config(smoke: bool):
@@ -97,19 +112,27 @@ def mid_config(smoke: bool):
 class Run:
     """The results so far, written to <out>/gpu_check.json after every stage."""
 
-    def __init__(self, out: str, budget_s: float):
+    def __init__(self, out: str, budget_s: float, smoke: bool = False):
         self.out, self.budget_s, self.start = out, budget_s, time.perf_counter()
-        self.results: Dict[str, Any] = {'stages': {}}
+        self.smoke = smoke
         os.makedirs(out, exist_ok=True)
+        path = os.path.join(out, 'gpu_check.json')
+        # The earlier stages' results (each stage is its own process).
+        self.results: Dict[str, Any] = {'stages': {}}
+        if os.path.exists(path):
+            with open(path) as f:
+                self.results = json.load(f)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
     def stage(self, name: str, fn: Callable[[float], Any]) -> None:
         """Runs fn(deadline) with this stage's budget; records its result or its error."""
-        budget = STAGE_SHARES[name] / sum(STAGE_SHARES.values()) * self.budget_s
+        budget = STAGE_SECONDS[name] / sum(STAGE_SECONDS.values()) * self.budget_s
         start = time.perf_counter()
-        deadline = min(start + budget, self.start + self.budget_s)
+        deadline = start + budget
+        if self.smoke:  # Every stage runs in full: the smoke run is there to exercise them all.
+            deadline = float('inf')
         print(f'[{self.elapsed():6.1f} s] {name} (budget {budget:.0f} s)', flush=True)
         try:
             self.results[name] = fn(deadline)
@@ -140,13 +163,17 @@ def device_stage(deadline: float) -> Dict[str, Any]:
 
 
 def plan_stage(config, batches: List[int], limit_bytes: float, deadline: float) -> Dict[str, Any]:
-    """For each batch, LEVERS in order until one fits 90% of the device; every row tried."""
-    rows, picked = [], {}
+    """For each batch, LEVERS in order until one fits 90% of the device; every row tried.
+
+    A lever whose micro-batch is at least one that did not fit under the same remat policy is
+    skipped without compiling (each compilation of the paper's step takes a while).
+    """
+    rows, picked, too_big = [], {}, {}
     for b in batches:
         for remat, m in LEVERS:
             if time.perf_counter() > deadline:
                 return dict(rows=rows, picked=picked, stopped='budget')
-            if b % m:
+            if b % m or b // m >= too_big.get(remat, float('inf')):
                 continue
             # FLOPs come with the throughput stage (on a GPU they need a CPU lowering).
             row = step_figures.plan_row(config,
@@ -160,6 +187,7 @@ def plan_stage(config, batches: List[int], limit_bytes: float, deadline: float) 
             if 'error' not in row and row['peak_bytes'] <= 0.9 * limit_bytes:
                 picked[str(b)] = dict(remat=remat, microbatches=m)
                 break
+            too_big[remat] = min(too_big.get(remat, float('inf')), b // m)
     return dict(rows=rows, picked=picked, limit_bytes=limit_bytes)
 
 
@@ -170,7 +198,8 @@ def throughput_stage(picked: Dict[str, Dict[str, Any]], smoke: bool,
         if time.perf_counter() > deadline:
             rows.append({'batch': int(b), 'error': 'skipped: stage budget spent'})
             continue
-        case = f'moving_mnist:{"cpu" if smoke else "vpn_rmb_dilation"}:{int(b) * jax.device_count()}'
+        variant = 'cpu' if smoke else 'vpn_rmb_dilation'
+        case = f'moving_mnist:{variant}:{int(b) * jax.device_count()}'
         try:
             r = step_figures.run_case(case,
                                       frames=3 if smoke else 20,
@@ -192,8 +221,8 @@ def top_operations(trace_dir: str, n: int = 10) -> Dict[str, Any]:
 
     Reads `*.trace.json.gz` (Chrome trace format, written by `jax.profiler.trace(...,
     create_perfetto_trace=True)`): complete events ('ph' == 'X') summed per name. On a GPU only
-    the device's processes count (names with 'GPU' or 'gpu' or 'stream'); on the CPU, the
-    events of XLA's own threads (not Python's). Each operation is labelled with the model part
+    the device's processes count (names with 'GPU' or 'gpu' or 'stream'); on the CPU, XLA's
+    operations (not Python's frames, nor the runtime's events that wrap them). Each operation is labelled with the model part
     its op metadata names (see `model_part`).
     """
     files = sorted(glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True),
@@ -219,8 +248,9 @@ def top_operations(trace_dir: str, n: int = 10) -> Dict[str, Any]:
         if device_pids and e.get('pid') not in device_pids:
             continue
         name = str(e.get('name', ''))
-        if not device_pids and (name.startswith('$') or 'python' in name.lower()):
-            continue  # The host's Python frames.
+        if not device_pids and (name.startswith('$') or 'python' in name.lower() or '::' in name
+                                or name.startswith('PjitFunction')):
+            continue  # The host's Python frames and the runtime's wrappers around the ops.
         total[name] += float(e['dur'])
         count[name] += 1
         part.setdefault(name, model_part(name, e.get('args', {})))
@@ -278,7 +308,7 @@ def train_stage(smoke: bool, deadline: float) -> Dict[str, Any]:
     """Trains the mid-size model on real Moving MNIST batches until the deadline."""
     config = mid_config(smoke)
     mesh = train.make_mesh()
-    module = train.check_config(config, num_devices=jax.device_count())
+    module = train.build_module(config)  # No check_data: only training batches are read.
     state = train.replicate(train.create_train_state(config, module, jax.random.key(0)), mesh)
     step = train.make_train_step(config, module, mesh)
     source = input_pipeline.train_source(config)
@@ -291,7 +321,8 @@ def train_stage(smoke: bool, deadline: float) -> Dict[str, Any]:
         n += 1
         if first_step_s is None:
             first_step_s, start = time.perf_counter() - start, time.perf_counter()
-        if n >= 2 and (time.perf_counter() > deadline - 2 or (smoke and n >= 4)):
+        done = n >= 4 if smoke else n >= 2 and time.perf_counter() > deadline - 2
+        if done:
             break
     seconds = time.perf_counter() - start
     steps = max(n - 1, 1)
@@ -359,6 +390,10 @@ def markdown(results: Dict[str, Any]) -> str:
             f"loss {tr['loss_first']:.2f} -> {tr['loss_last']:.2f} {tr['units']}."
         ]
     errors = {k: v['error'] for k, v in results.items() if isinstance(v, dict) and 'error' in v}
+    errors.update({
+        k: 'did not finish (its process crashed or timed out; see the log)'
+        for k in STAGE_NAMES if k not in results.get('stages', {})
+    })
     if errors:
         lines += ['', '## Errors', ''] + [f'- {k}: {v}' for k, v in errors.items()]
     return '\n'.join(lines) + '\n'
@@ -367,28 +402,33 @@ def markdown(results: Dict[str, Any]) -> str:
 def main(argv):
     del argv
     smoke, out = _SMOKE.value, _OUT.value
-    run = Run(out, _BUDGET.value)
-    if not smoke:  # The plan's compilations, reused by the throughput stage (GPU only).
+    run = Run(out, _BUDGET.value, smoke)
+    if not smoke:  # The plan's compilations, reused by the later stages (GPU only).
         jax.config.update('jax_compilation_cache_dir', os.path.join(out, 'xla_cache'))
         jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
     config = paper_config(smoke)
     batches = [2] if smoke else [int(b) for b in _BATCHES.value]
-    run.stage('device', device_stage)
-    limit = run.results['device'].get('bytes_limit') or 80e9
-    run.stage('plan', lambda dl: plan_stage(config, batches, limit, dl))
-    picked = run.results['plan'].get('picked', {})
-    run.stage('throughput', lambda dl: throughput_stage(picked, smoke, dl))
-    run.stage('profile', lambda dl: profile_stage(picked, smoke, out, dl))
-    run.stage('train', lambda dl: train_stage(smoke, dl))
-    run.results['seconds'] = run.elapsed()
-    run.write()
+    picked = run.results.get(
+        'plan', {}).get('picked') or ({
+            '2': dict(remat='none', microbatches=1)
+        } if smoke else {
+            str(b): DEFAULT_PICKS.get(str(b), DEFAULT_PICKS['64'])
+            for b in batches
+        })
+    limit = run.results.get('device', {}).get('bytes_limit') or 80e9
+    stages = {
+        'device': device_stage,
+        'plan': lambda dl: plan_stage(config, batches, limit, dl),
+        'throughput': lambda dl: throughput_stage(picked, smoke, dl),
+        'profile': lambda dl: profile_stage(picked, smoke, out, dl),
+        'train': lambda dl: train_stage(smoke, dl),
+    }
+    for name in _STAGES.value:
+        run.stage(name, stages[name])
     with open(os.path.join(out, 'gpu_check.md'), 'w') as f:
         f.write(markdown(run.results))
-    print(markdown(run.results))
-    failed = [k for k, v in run.results['stages'].items() if v['status'] != 'ok']
-    print(f'Wrote {out}/gpu_check.json and gpu_check.md in {run.elapsed():.0f} s; stages with '
-          f'errors: {failed or "none"}.')
-    sys.exit(1 if smoke and failed else 0)
+    failed = [k for k in _STAGES.value if run.results['stages'][k]['status'] != 'ok']
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == '__main__':

@@ -10,26 +10,31 @@ For each combination of per-device batch, compute dtype (`model.dtype`), remater
 policy (`model.remat`) and micro-batches (`train.microbatches`) it lowers and compiles the train
 step of `vpn_jax.training.train` for one device of the current backend, from abstract inputs
 (`jax.ShapeDtypeStruct`: nothing of the batch's or the parameters' size is allocated), and
-prints XLA's figures from `compiled.memory_analysis()`: arguments (the train state and the
-batch), outputs, the part of the outputs aliased to donated arguments, temporaries (one
-allocation, in which buffer assignment already overlaps the buffers that are never alive
-together), and the peak, arguments + outputs - aliased + temporaries: what the step holds at
-once. (XLA's own `peak_memory_in_bytes` goes to the JSON as `xla_peak_bytes`; XLA:CPU's is
-below its temporaries, so the table does not use it.) With the step's FLOPs per sequence (`train_step_figures.xla_flops`:
-hardware FLOPs, recomputation included) and whether the peak fits each `--budgets_gb`.
+prints one table row (`step_figures.plan_row`, `format_table`):
 
-The figures are the compiling backend's: XLA:CPU's buffer assignment is not XLA:GPU's
-(different fusions, cuDNN/cuBLAS workspaces, and a GPU process gets only
-XLA_PYTHON_CLIENT_MEM_FRACTION of the memory, 75% by default), so a CPU plan ranks the levers
-and sizes them; only a plan run on the device says what fits there. The step is the data-parallel
-one on a one-device mesh, i.e. what each device of a data-parallel run holds at that per-device
-batch. On the CPU it turns XLA:CPU's concurrency-optimised scheduler off (see `main`). The pieces (`plan_row`, `format_table`) are in step_figures.py, shared with gpu_check.py.
-Current figures: WORKSPACE.md, "GPU: memory plan".
+* XLA's figures from `compiled.memory_analysis()`: arguments (train state and batch), outputs,
+  the outputs aliased to the donated arguments, temporaries (one allocation, in which buffer
+  assignment already overlaps buffers never alive together), and the peak, arguments + outputs
+  - aliased + temporaries: what the step holds at once. (XLA's own `peak_memory_in_bytes` goes
+  to the JSON as `xla_peak_bytes`; XLA:CPU's is below its temporaries, so the table ignores it.)
+* JAX's residuals: what autodiff keeps from one micro-batch's forward pass for the backward
+  pass under the remat policy (`step_figures.residual_bytes`, traced, not compiled), and the
+  arguments plus those residuals: an estimate independent of any backend's buffer assignment.
+* XLA's FLOPs per sequence (`step_figures.xla_flops`: recomputation included), and whether
+  each estimate fits each `--budgets_gb`.
+
+XLA:CPU's buffer assignment is not XLA:GPU's (other fusions and schedules, cuDNN and cuBLAS
+workspaces), and a GPU process gets only XLA_PYTHON_CLIENT_MEM_FRACTION of the device (75% by
+default; gpu_check.sh sets 0.95), so a CPU plan ranks and sizes the levers; only a plan run on
+the device says what fits there. On the CPU the script turns XLA:CPU's concurrency-optimised
+scheduler off, as vpn_jax.main does: with it on, the temporaries do not depend on the remat
+policy at all. The step is the data-parallel one on a one-device mesh: what each device of a
+data-parallel run holds at that per-device batch. Current figures: WORKSPACE.md, "GPU: memory
+plan".
 """
 
 import itertools
 import json
-import time
 from typing import Any, Dict, List, Sequence
 
 from absl import app
@@ -38,7 +43,6 @@ import jax
 
 from vpn_jax import configs
 from vpn_jax import xla_cpu
-from vpn_jax.training import train
 
 import step_figures
 

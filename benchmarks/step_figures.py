@@ -246,6 +246,33 @@ def with_levers(config, *, batch: int, dtype: str, remat: str, microbatches: int
     return config
 
 
+def residual_bytes(config, module, batch: int) -> int:
+    """Bytes that autodiff keeps from the loss's forward pass for its backward pass, for
+    `batch` sequences: the arrays held by `jax.vjp`'s function, as traced (`jax.eval_shape`;
+    nothing is compiled or allocated).
+
+    The activation memory of one micro-batch as JAX's remat policy leaves it, before XLA fuses
+    anything: XLA may recompute cheap element-wise residuals inside its fusions instead of
+    storing them, so a GPU can need less; XLA:CPU's buffer assignment keeps more.
+    """
+    num_context = train.train_num_context(config)
+    params = jax.eval_shape(
+        lambda: train.create_train_state(config, module, jax.random.key(0))).params
+    shapes = {k: v.shape[1:] for k, v in synthetic_batch(config).items()}
+    dtypes = {'video': jnp.uint8, 'actions': jnp.float32, 'states': jnp.float32}
+    inputs = [
+        jax.ShapeDtypeStruct((batch, ) + shapes[k], dtypes[k]) if k in shapes else None
+        for k in ('video', 'actions', 'states')
+    ]
+
+    def vjp_fn(p, v, a, s):
+        loss = lambda q: train.sequence_nll(module, q, v, a, s, num_context).mean()
+        return jax.vjp(loss, p)[1]
+
+    vjp = jax.eval_shape(vjp_fn, params, *inputs)
+    return int(sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(vjp)))
+
+
 def plan_row(config,
              *,
              batch: int,
@@ -253,12 +280,16 @@ def plan_row(config,
              remat: str,
              microbatches: int,
              device: Optional[Any] = None,
-             flops: bool = True) -> Dict[str, Any]:
-    """XLA's memory figures (bytes) and FLOPs of one combination, compiled for `device`.
+             flops: bool = True,
+             compile_step: bool = True) -> Dict[str, Any]:
+    """XLA's memory figures (bytes), JAX's residuals and the FLOPs of one combination.
 
-    Returns {'batch', 'dtype', 'remat', 'microbatches', 'argument_bytes', 'output_bytes',
-    'alias_bytes', 'temp_bytes', 'peak_bytes', 'xla_peak_bytes', 'flops_per_sequence' (None
-    without `flops`), 'compile_s', 'platform'}; a failed compilation gives {'error': message} with the levers.
+    Returns {'batch', 'dtype', 'remat', 'microbatches', 'residual_bytes' (`residual_bytes` of
+    one micro-batch), 'argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
+    'peak_bytes' (arguments + outputs - aliased + temporaries), 'xla_peak_bytes',
+    'flops_per_sequence' (None without `flops`), 'compile_s', 'platform'}, the step compiled
+    for `device` (without `compile_step`: the levers and 'residual_bytes' only); an error gives
+    {'error': message} with the levers.
     """
     row = dict(batch=batch, dtype=dtype, remat=remat, microbatches=microbatches)
     config = with_levers(config, batch=batch, dtype=dtype, remat=remat, microbatches=microbatches)
@@ -268,6 +299,9 @@ def plan_row(config,
         module = train.build_module(config)
         if batch % microbatches:
             raise ValueError(f'batch {batch} does not split into {microbatches} micro-batches')
+        row['residual_bytes'] = residual_bytes(config, module, batch // microbatches)
+        if not compile_step:
+            return row
         state, batch_spec = abstract_inputs(config, module, mesh)
         start = time.perf_counter()
         compiled = train.make_train_step(config, module, mesh).lower(state, batch_spec).compile()
@@ -287,18 +321,26 @@ def plan_row(config,
     return row
 
 
+def state_and_residuals(row: Dict[str, Any]) -> int:
+    """JAX's estimate of the step's memory: the arguments (train state and batch, updated in
+    place) plus one micro-batch's residuals."""
+    return row['argument_bytes'] + row['residual_bytes']
+
+
 def fits(row: Dict[str, Any], budget_gb: float) -> str:
-    if 'error' in row:
+    """'XLA / JAX': whether XLA's peak, and `state_and_residuals`, fit `budget_gb` GB."""
+    if 'error' in row or 'peak_bytes' not in row:
         return ''
-    return 'yes' if row['peak_bytes'] <= budget_gb * GB else 'no'
+    yes = lambda x: 'yes' if x <= budget_gb * GB else 'no'
+    return f'{yes(row["peak_bytes"])} / {yes(state_and_residuals(row))}'
 
 
 def format_table(rows: Sequence[Dict[str, Any]], budgets_gb: Sequence[float]) -> str:
     """The rows as one markdown table (GiB, GFLOP per sequence, fits per budget)."""
     head = [
-        'per-device batch', 'dtype', 'remat', 'micro-batches', 'arguments', 'outputs', 'aliased',
-        'temporaries', 'peak', 'GFLOP/seq'
-    ] + [f'fits {b:g} GB' for b in budgets_gb]
+        'per-device batch', 'dtype', 'remat', 'micro-batches', 'arguments', 'temporaries',
+        'peak (XLA)', 'residuals (JAX)', 'arguments + residuals', 'GFLOP/seq'
+    ] + [f'fits {b:g} GB (XLA / JAX)' for b in budgets_gb]
     lines = [
         '| ' + ' | '.join(head) + ' |',
         '| ' + ' | '.join(['---'] * 4 + ['---:'] * (len(head) - 4)) + ' |'
@@ -311,10 +353,11 @@ def format_table(rows: Sequence[Dict[str, Any]], budgets_gb: Sequence[float]) ->
         else:
             flops = r.get('flops_per_sequence')
             cells += [
-                gib(r[k]) for k in ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
-                                    'peak_bytes')
+                gib(r[k]) for k in ('argument_bytes', 'temp_bytes', 'peak_bytes', 'residual_bytes')
             ]
-            cells += [f'{flops / 1e9:,.3g}' if flops else '']
+            gflop = '' if not flops else (
+                f'{flops / 1e9:,.0f}' if flops >= 1e11 else f'{flops / 1e9:.3g}')
+            cells += [gib(state_and_residuals(r)), gflop]
             cells += [fits(r, b) for b in budgets_gb]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

@@ -109,6 +109,8 @@ def microbatched_value_and_grad(
     `params` were cast to device-varying (the train step's ('data',)).
     """
     grad_fn = jax.value_and_grad(loss_fn)
+    if microbatches < 1:
+        raise ValueError(f'train.microbatches must be >= 1; got {microbatches}.')
     if microbatches == 1:
         return grad_fn(params, *args)
     rows = {a.shape[0] for a in args if a is not None}
