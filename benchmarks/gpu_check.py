@@ -52,8 +52,8 @@ STAGE_NAMES = ('device', 'plan', 'throughput', 'profile', 'train')
 
 _OUT = flags.DEFINE_string('out', '/tmp/gpu_check', 'Folder for gpu_check.{json,md} and the trace.')
 _SMOKE = flags.DEFINE_bool(
-    'smoke', False, 'Tiny shapes on the CPU in well under a minute: the '
-    'same stages and files (the test suite runs it).')
+    'smoke', False, 'The tiny model on the CPU: the same stages and files, every stage run '
+    'in full (the test suite runs it).')
 _BUDGET = flags.DEFINE_float('budget_s', 480.0, 'Seconds for the whole run; the stages\' '
                              'budgets are scaled to it.')
 _PEAK_TFLOPS = flags.DEFINE_float('peak_tflops', 989.4, 'Dense bf16 peak for MFU (H100 SXM and '

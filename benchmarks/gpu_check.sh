@@ -25,8 +25,8 @@ done
 declare -A budget=([device]=10 [plan]=120 [throughput]=150 [profile]=45 [train]=90)
 grace=25
 if [ "$smoke" = 1 ]; then
-  # The CPU, whatever is installed. The stages run in full whatever their budget (a few seconds
-  # each on an idle 2-core CPU); the timeouts allow for a loaded CI machine.
+  # The CPU, whatever is installed. The stages run in full whatever their budget: seven small
+  # compilations in five processes, about 2 CPU-minutes; the timeouts allow for a loaded CI.
   export JAX_PLATFORMS=cpu
   grace=300
 fi
