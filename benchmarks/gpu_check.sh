@@ -28,7 +28,7 @@ if [ "$smoke" = 1 ]; then
   # The CPU, whatever is installed. The stages run in full whatever their budget: seven small
   # compilations in five processes, about 2 CPU-minutes; the timeouts allow for a loaded CI.
   export JAX_PLATFORMS=cpu
-  grace=300
+  grace=600
 fi
 # JAX preallocates 75% of a GPU's memory by default: give XLA what the memory plan assumes.
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95}
