@@ -246,6 +246,47 @@ def test_retired_config_fields_are_accepted_and_ignored():
         vpn_jax.build_model(make_tiny_config(no_such_field=1))
 
 
+# ------------------------------------------------------------------------------- remat
+
+
+def _saved_bytes(fn, *args):
+    """Bytes autodiff keeps from fn's forward pass for its backward pass (traced, not run):
+    the arrays held by the VJP function."""
+    vjp_fn = jax.eval_shape(lambda *a: jax.vjp(fn, *a)[1], *args)
+    return sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(vjp_fn))
+
+
+@pytest.mark.parametrize('block', ['rmb', 'relu'])
+def test_remat_policies_give_equal_gradients_and_keep_less(block):
+    """Every policy computes the same gradients; 'convs' keeps less than 'none', 'blocks' less
+    still (so each policy does rematerialise)."""
+    video = random_video(jax.random.key(12), (2, 3, 6, 6, 3))
+    actions = jax.random.normal(jax.random.key(13), (2, 3, 2))
+    config = lambda remat: make_tiny_config(block=block, action_dim=2, remat=remat)
+    variables = vpn_jax.build_model(config('none')).init(jax.random.key(0), video, actions)
+    grads, saved = {}, {}
+    for remat in vpn_jax.model.encoder.REMAT_POLICIES:
+        model = vpn_jax.build_model(config(remat))
+        loss = lambda p: -vpn_jax.log_likelihood(
+            model, {
+                'params': p
+            }, video, num_context=1, actions=actions).mean()
+        grads[remat] = jax.jit(jax.grad(loss))(variables['params'])
+        saved[remat] = _saved_bytes(loss, variables['params'])
+    for remat in ('blocks', 'convs'):
+        chex.assert_trees_all_close(grads[remat], grads['none'], rtol=1e-5, atol=1e-7)
+    assert saved['none'] > saved['convs'] > saved['blocks'], saved
+
+
+def test_remat_accepts_old_bools_and_refuses_unknown_names():
+    """Configs saved when `remat` was a bool still build: True is 'blocks', False 'none'."""
+    assert vpn_jax.build_model(make_tiny_config(remat=True)).remat == 'blocks'
+    assert vpn_jax.build_model(make_tiny_config(remat=False)).remat == 'none'
+    assert vpn_jax.build_model(make_tiny_config()).remat == 'none'
+    with pytest.raises(ValueError, match=r"remat must be one of \['none', 'blocks', 'convs'\]"):
+        vpn_jax.build_model(make_tiny_config(remat='everything'))
+
+
 # ------------------------------------------------------------------------------- normalisation
 
 

@@ -84,6 +84,66 @@ def test_data_parallel_step_equals_single_device(tmp_path):
     assert not os.path.exists(tmp_path / 'w' / 'checkpoints' / '0')
 
 
+MICROBATCH_SCRIPT = textwrap.dedent('''
+    import json, sys
+    import jax, numpy as np
+    sys.path.insert(0, 'tests')
+    from train_helpers import tiny_experiment
+    from vpn_jax.data import input_pipeline
+    from vpn_jax.training import train
+    assert jax.device_count() == 2, jax.devices()
+    config = tiny_experiment('moving_mnist', size=8)
+    config.train.batch_size = 8
+    module = train.build_module(config)
+    batch = input_pipeline.train_batch(config, input_pipeline.train_source(config), 0)
+    params, out = {}, {}
+    for n in (1, 2):
+        mesh = train.make_mesh(jax.devices()[:n])
+        for m in (1, 4):
+            config.train.microbatches = m
+            state = train.replicate(train.create_train_state(config, module, jax.random.key(0)),
+                                    mesh)
+            step = train.make_train_step(config, module, mesh)
+            for _ in range(2):
+                state, metrics = step(state, train.shard_batch(batch, mesh))
+            params[f'{n}/{m}'] = jax.device_get(state.params)
+            out[f'{n}/{m}'] = {k: float(v) for k, v in metrics.items()}
+    for key, p in params.items():
+        try:
+            jax.tree_util.tree_map(
+                lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), p,
+                params['1/1'])
+            out[key]['equal'] = True
+        except AssertionError as e:
+            out[key]['equal'] = str(e)[:500]
+    # 8 sequences over 2 devices do not split into 3 micro-batches: refused before compute.
+    config.train.microbatches = 3
+    try:
+        train.check_config(config, num_devices=2)
+        out['indivisible'] = 'no error'
+    except ValueError as e:
+        out['indivisible'] = str(e)
+    print('RESULT ' + json.dumps(out))
+''')
+
+
+def test_microbatches_give_the_one_batch_update_on_1_and_2_devices(tmp_path):
+    """Batch 8, two steps: 4 micro-batches per device, on 1 device and on 2, give the parameters
+    and metrics of one batch on one device, within rtol 1e-5."""
+    env = dict(os.environ,
+               XLA_FLAGS='--xla_force_host_platform_device_count=2',
+               JAX_PLATFORMS='cpu')
+    proc = run_python(MICROBATCH_SCRIPT, str(tmp_path), env)
+    line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
+    out = json.loads(line[len('RESULT '):])
+    for key in ('1/4', '2/1', '2/4'):
+        assert out[key]['equal'] is True, (key, out[key]['equal'])
+        for metric in ('loss', 'grad_norm', 'param_norm'):
+            assert out[key][metric] == pytest.approx(out['1/1'][metric], rel=1e-5), (key, out)
+    assert 'train.microbatches=3' in out['indivisible'], out['indivisible']
+    assert 'train.microbatches in [1, 2, 4]' in out['indivisible'], out['indivisible']
+
+
 def _params(workdir):
     _, variables, _ = ckpt.load_checkpoint(str(workdir))
     return jax.device_get(variables['params'])

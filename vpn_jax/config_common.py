@@ -58,8 +58,10 @@ def paper_model(variant: str,
             state_dim=state_dim,
             # Compute dtype: 'float32' or 'bfloat16' (parameters stay float32).
             dtype='float32',
-            # Rematerialise residual blocks in the backward pass (less memory, more compute).
-            remat=False,
+            # What each residual block keeps for the backward pass, the rest recomputed:
+            # 'none', 'blocks' (only its input) or 'convs' (its convolutions' outputs; the MU's
+            # gates are recomputed). See vpn_jax/model/encoder.py, REMAT_POLICIES.
+            remat='none',
         ))
 
 
@@ -127,6 +129,9 @@ def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
     train = config.train
     # Context frames of a training sequence (the loss covers the rest); 0: data.num_context.
     train.num_context = 0
+    # Sequential micro-batches per device: each device splits its share of the global batch
+    # into this many equal parts and averages their gradients (the same update, less memory).
+    train.microbatches = 1
     # RMSProp as in TF1's tf.train.RMSPropOptimizer (2016): decay 0.9, eps 1e-10 inside the
     # square root, mean-square accumulator initialised to 1, no momentum, not centred.
     train.rmsprop_decay = 0.9

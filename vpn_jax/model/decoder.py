@@ -33,7 +33,7 @@ class Decoder(nn.Module):
       output: 'softmax' (256 logits per sub-pixel) or 'sigmoid' (one logit per sub-pixel).
       masked: PixelCNN (True) or baseline (False).
       dtype: computation dtype; logits are float32.
-      remat: rematerialise each block in the backward pass.
+      remat: what each block keeps for the backward pass (`encoder.REMAT_POLICIES`).
     """
     block_cls: Callable[..., nn.Module]
     channels: int
@@ -43,7 +43,7 @@ class Decoder(nn.Module):
     output: str = 'softmax'
     masked: bool = True
     dtype: Any = jnp.float32
-    remat: bool = False
+    remat: str = 'none'
 
     @nn.compact
     def __call__(self,

@@ -18,10 +18,16 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
+from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 import numpy as np
 
 Taps = Tuple[Tuple[int, int], ...]
+
+# The name every `MaskedConv` gives its output (bias and conditioning included), so that a
+# rematerialisation policy can keep the convolutions' outputs and recompute the cheap
+# element-wise work between them (`vpn_jax.model.encoder.REMAT_POLICIES`, 'convs').
+CONV_OUTPUT = 'conv_output'
 
 
 def xla_conv2d(x: jax.Array,
@@ -111,6 +117,8 @@ class MaskedConv(nn.Module):
       num_blocks: the output is `num_blocks` stacked blocks of `features` channels, each block
         grouped like a `features`-channel layer. Used to fuse the MU's gates into one conv.
       dtype: computation dtype; parameters are float32.
+
+    The output is named `CONV_OUTPUT` for rematerialisation policies.
     """
     features: int
     kernel_size: int = 3
@@ -148,7 +156,8 @@ class MaskedConv(nn.Module):
         y = y + bias.astype(self.dtype)
         if cond is not None:
             y = y + nn.Dense(out_features, dtype=self.dtype, name='cond')(cond)[:, None, None, :]
-        return y
+        # The identity, except inside a `jax.checkpoint` whose policy saves this name.
+        return checkpoint_name(y, CONV_OUTPUT)
 
 
 # ----------------------------------------------------------------------- incremental evaluation

@@ -16,7 +16,7 @@ import ml_collections
 
 from vpn_jax.model.conv_lstm import Carry, ConvLSTM
 from vpn_jax.model.decoder import Decoder
-from vpn_jax.model.encoder import Encoder
+from vpn_jax.model.encoder import Encoder, remat_policy_name
 from vpn_jax.model.multiplicative_unit import ResidualMultiplicativeBlock
 from vpn_jax.model.residual_block import ReluResidualBlock
 
@@ -44,7 +44,7 @@ class VideoPixelNetwork(nn.Module):
     action_dim: int = 0
     state_dim: int = 0
     dtype: str = 'float32'
-    remat: bool = False
+    remat: str = 'none'
 
     def setup(self):
         dtype = DTYPES[self.dtype]
@@ -182,7 +182,9 @@ def build_model(config: ml_collections.ConfigDict) -> VideoPixelNetwork:
     encoder_blocks, decoder_blocks, encoder_dilations (tuple, one entry per encoder block, or
     empty), lstm_channels, top_channels, output ('softmax' | 'sigmoid'), num_colors (1 | 3),
     action_dim, state_dim (0 when unconditioned). Optional: dtype ('float32' | 'bfloat16'),
-    remat (bool). Fields in `RETIRED_FIELDS` are ignored, so that old checkpoints still load.
+    remat (a name in `encoder.REMAT_POLICIES`: 'none', 'blocks', 'convs'; the bools of older
+    configs load as True -> 'blocks', False -> 'none'). Fields in `RETIRED_FIELDS` are ignored,
+    so that old checkpoints still load.
     """
     missing = [f for f in MODEL_FIELDS if f not in config]
     if missing:
@@ -220,6 +222,8 @@ def build_model(config: ml_collections.ConfigDict) -> VideoPixelNetwork:
     expect(
         kwargs.get('dtype', 'float32') in DTYPES,
         f"dtype must be one of {list(DTYPES)}; got {kwargs.get('dtype')!r}.")
+    if 'remat' in kwargs:
+        kwargs['remat'] = remat_policy_name(kwargs['remat'])  # Raises ValueError, listing names.
     return VideoPixelNetwork(**kwargs)
 
 

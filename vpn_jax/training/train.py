@@ -123,6 +123,58 @@ def _step_key(config: ml_collections.ConfigDict, step: jax.Array, stream: int) -
     return jax.random.fold_in(jax.random.fold_in(key, jax.lax.axis_index(AXIS)), stream)
 
 
+def train_microbatches(config: ml_collections.ConfigDict) -> int:
+    """`train.microbatches` (1 for configs written before the field existed)."""
+    return int(config.train.get('microbatches', 1))
+
+
+def microbatched_value_and_grad(
+    loss_fn: Callable[..., jax.Array],
+    params: Any,
+    args: Tuple,
+    microbatches: int,
+    varying_axes: Tuple[str, ...] = ()) -> Tuple[jax.Array, Any]:
+    """`jax.value_and_grad(loss_fn)(params, *args)`, computed in sequential micro-batches.
+
+    args: arrays (or None) whose axis 0 is the batch, B rows each; `loss_fn(params, *args)`
+    must be a mean over the batch (as the train loss is: the mean NLL over sequences divided by
+    a constant). The batch is split into `microbatches` consecutive parts of B / microbatches
+    rows; a `lax.scan` computes each part's loss and gradients in turn and sums them, and the
+    sums divided by `microbatches` are the mean over the whole batch: the same loss and
+    gradients up to float rounding. Only one part's activations are alive at a time, which is
+    what lets a large batch fit an accelerator's memory. With microbatches=1 it is exactly
+    `jax.value_and_grad` (no scan). varying_axes: inside `shard_map`, the mesh axes along which
+    `params` were cast to device-varying (the train step's ('data',)).
+    """
+    grad_fn = jax.value_and_grad(loss_fn)
+    if microbatches < 1:
+        raise ValueError(f'train.microbatches must be >= 1; got {microbatches}.')
+    if microbatches == 1:
+        return grad_fn(params, *args)
+    rows = {a.shape[0] for a in args if a is not None}
+    (b, ) = rows
+    if b % microbatches:
+        raise ValueError(f'A batch of {b} sequences per device does not split into '
+                         f'train.microbatches={microbatches} equal micro-batches; use a per-device '
+                         f'batch (train.batch_size / devices) divisible by {microbatches}.')
+    split = lambda a: None if a is None else a.reshape(
+        (microbatches, b // microbatches) + a.shape[1:])
+    parts = tuple(split(a) for a in args)
+
+    def body(carry, part):
+        loss, grads = grad_fn(params, *part)
+        total_loss, total_grads = carry
+        return (total_loss + loss, jax.tree_util.tree_map(jnp.add, total_grads, grads)), None
+
+    # Inside shard_map the sums must start with the body's device-varying type (that of the
+    # parameters after `pcast`), or the scan's carry types differ.
+    varying = lambda x: jax.lax.pcast(x, varying_axes, to='varying') if varying_axes else x
+    zeros = (varying(jnp.zeros((), jnp.float32)),
+             jax.tree_util.tree_map(lambda p: varying(jnp.zeros(p.shape, p.dtype)), params))
+    (loss, grads), _ = jax.lax.scan(body, zeros, parts)
+    return loss / microbatches, jax.tree_util.tree_map(lambda g: g / microbatches, grads)
+
+
 # ------------------------------------------------------------------------------------------------
 # Devices and steps.
 
@@ -155,14 +207,18 @@ def make_train_step(
 ) -> Callable[[TrainState, Mapping[str, jax.Array]], Tuple]:
     """A jitted data-parallel step `(state, batch) -> (state, metrics)`; donates `state`.
 
-    batch: video uint8[B, T, H, W, C] (B divisible by the mesh size), optional actions
-    float32[B, T, A] and states float32[B, T_c, S], split over the mesh's 'data' axis.
+    batch: video uint8[B, T, H, W, C] (B divisible by the mesh size, and B / devices by
+    `train.microbatches`), optional actions float32[B, T, A] and states float32[B, T_c, S],
+    split over the mesh's 'data' axis. Each device computes its gradients in
+    `train.microbatches` sequential parts (`microbatched_value_and_grad`): the same update as
+    one part, with the activation memory of one micro-batch.
     metrics: {'loss': float32[] in the paper's units, 'grad_norm': float32[], 'param_norm':
     float32[] (the global norm of the updated parameters: NaN or inf when any of them is)}.
     tx: the state's optimiser (default: `make_optimizer(config)`'s).
     """
     tx = tx or state_lib.make_optimizer(config)[0]
     num_context = train_num_context(config)
+    microbatches = train_microbatches(config)
 
     def local_step(state: TrainState, batch):
         video, actions, states = input_pipeline.model_args(batch)
@@ -176,7 +232,7 @@ def make_train_step(
         withheld = withheld_frames(config, state.step, video.shape[0], video.shape[1] - num_context)
         inputs = binarized_inputs(config, module, state.step, video)
 
-        def loss_fn(p):
+        def loss_fn(p, video, actions, states, withheld, inputs):
             if withheld is None and inputs is None:
                 nll = sequence_nll(module, p, video, actions, states, num_context)
             else:
@@ -190,7 +246,9 @@ def make_train_step(
                                     method=predicted_log_likelihood)
             return jnp.mean(nll) / norm
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        loss, grads = microbatched_value_and_grad(loss_fn, params,
+                                                  (video, actions, states, withheld, inputs),
+                                                  microbatches, (AXIS, ))
         grads = jax.lax.pmean(grads, AXIS)
         loss = jax.lax.pmean(loss, AXIS)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -350,6 +408,17 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> Vide
             raise ValueError(f'{name}={value} is not divisible by the {num_devices} devices; the '
                              f'batch is split evenly across devices: use a multiple of '
                              f'{num_devices}.')
+    m = train_microbatches(config)
+    per_device = t.batch_size // num_devices
+    if m < 1:
+        raise ValueError(f'train.microbatches must be >= 1; got {m}.')
+    if per_device % m:
+        fits = [d for d in range(1, per_device + 1) if per_device % d == 0]
+        raise ValueError(f'train.batch_size={t.batch_size} over {num_devices} devices is '
+                         f'{per_device} sequences per device, which do not split into '
+                         f'train.microbatches={m} equal micro-batches: use train.microbatches in '
+                         f'{fits}, or a train.batch_size that is a multiple of '
+                         f'{num_devices * m}.')
     if t.num_steps < 0:
         raise ValueError(f'train.num_steps must be >= 0; got {t.num_steps}.')
     if not 0.0 <= t.get('withhold_frames', 0.0) < 1.0:
