@@ -3,7 +3,8 @@ r"""Markdown table of recipe probes by what a viewer sees, on the validation spl
     python benchmarks/probe_viewer.py --probes=withhold50:W1,withhold50_ctx:W2 \
         [--steps=1200,600] [--sequences=32] [--samples=4] [--json=OUT.json]
 
-Each probe is a workdir of `python -m vpn_jax.main` (a `cpu_vpn`-like recipe with one change).
+Each probe is a workdir of `python -m vpn_jax.main` (a `cpu_vpn`-like recipe with one change),
+or a shipped model's name (the probes' start, at step 0).
 For each, the checkpoint at its step (default: the newest) is scored on the first `--sequences`
 validation sequences: the validation NLL, the context gain (`vpn_jax.video_metrics`), and of
 `--samples` samples per sequence at temperature 1 (seed 0) the lit-pixel mass ratio at
@@ -35,7 +36,13 @@ def score_probe(workdir: str, step, sequences: int, samples: int) -> dict:
     from vpn_jax import video_metrics
     from vpn_jax.data.input_pipeline import evaluation_sequences
     from vpn_jax.training.checkpoint import load_checkpoint_and_step
-    module, variables, config, step = load_checkpoint_and_step(workdir, step)
+    if os.path.isdir(workdir):
+        module, variables, config, step = load_checkpoint_and_step(workdir, step)
+        seconds = training_seconds(read_metrics(os.path.join(workdir, 'metrics.jsonl')))
+    else:  # A shipped model: the probes' common start.
+        from vpn_jax.pretrained import load_pretrained
+        module, variables, config = load_pretrained(workdir)
+        step, seconds = 0, {0: 0.0}
     video = evaluation_sequences(config, 'validation', sequences)['video']
     result = video_metrics.viewer_metrics(module,
                                           variables,
@@ -43,7 +50,6 @@ def score_probe(workdir: str, step, sequences: int, samples: int) -> dict:
                                           num_context=int(config.data.num_context),
                                           num_samples=samples,
                                           rng=jax.random.key(0))
-    seconds = training_seconds(read_metrics(os.path.join(workdir, 'metrics.jsonl')))
     result.update(step=int(step), core_hours=seconds.get(int(step), float('nan')) / 3600)
     return result
 

@@ -32,3 +32,16 @@ def make_tiny_config(**overrides) -> ml_collections.ConfigDict:
 @pytest.fixture
 def tiny_config():
     return make_tiny_config
+
+
+@pytest.fixture(scope='module')
+def sigmoid_model():
+    """(module, variables, video uint8[3, 4, 6, 6, 1]): a tiny Moving MNIST-like VPN and random
+    videos, for tests of likelihood-based figures and training options."""
+    import jax
+    import numpy as np
+    from vpn_jax.model.vpn import build_model, init_variables
+    module = build_model(make_tiny_config(output='sigmoid', num_colors=1))
+    variables = init_variables(module, jax.random.key(1), height=6, width=6)
+    video = np.asarray(jax.random.randint(jax.random.key(2), (3, 4, 6, 6, 1), 0, 256), np.uint8)
+    return module, variables, video

@@ -6,23 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import make_tiny_config
 from train_helpers import (
     compilation_cache,  # pylint: disable=unused-import
     tiny_experiment)
 from vpn_jax.data import input_pipeline
 from vpn_jax.model.likelihood import (frame_log_likelihoods, log_likelihood,
                                       predicted_log_likelihood, withheld_decoder_inputs)
-from vpn_jax.model.vpn import build_model, init_variables
 from vpn_jax.training import train
-
-
-@pytest.fixture(scope='module')
-def sigmoid_model():
-    module = build_model(make_tiny_config(output='sigmoid', num_colors=1))
-    variables = init_variables(module, jax.random.key(1), height=6, width=6)
-    video = np.asarray(jax.random.randint(jax.random.key(2), (3, 4, 6, 6, 1), 0, 256), np.uint8)
-    return module, variables, video
 
 
 def test_withheld_frames_are_decoded_blind_but_scored_on_the_truth(sigmoid_model):

@@ -6,13 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import make_tiny_config
 from train_helpers import (
     compilation_cache,  # pylint: disable=unused-import
     tiny_experiment)
 from vpn_jax import video_metrics as vm
 from vpn_jax.model.likelihood import log_likelihood
-from vpn_jax.model.vpn import build_model, init_variables
 from vpn_jax.training import metrics as metrics_lib
 from vpn_jax.training import train
 
@@ -69,14 +67,6 @@ def test_swap_contexts_pairs_each_sequence_with_the_next():
         vm.swap_contexts(video[:1], num_context=2)
     with pytest.raises(ValueError, match='itself'):
         vm.swap_contexts(video, num_context=2, shift=3)
-
-
-@pytest.fixture(scope='module')
-def sigmoid_model():
-    module = build_model(make_tiny_config(output='sigmoid', num_colors=1))
-    variables = init_variables(module, jax.random.key(1), height=6, width=6)
-    video = np.asarray(jax.random.randint(jax.random.key(2), (3, 4, 6, 6, 1), 0, 256), np.uint8)
-    return module, variables, video
 
 
 def test_context_gain_is_the_likelihood_difference_and_zero_without_context(sigmoid_model):
