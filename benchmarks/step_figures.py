@@ -60,11 +60,10 @@ def xla_flops(config, module, compiled) -> float:
     """XLA's FLOP count of the train step.
 
     On the CPU, the compiled module's count (as in every CPU figure in WORKSPACE.md). XLA:GPU's
-    compiled count leaves out the convolutions and matmuls it hands to cuDNN and cuBLAS (it
-    reported 18.8 GFLOP/sequence for a step that does over 10 TFLOP), and its count before
-    optimisation is not available, so on other platforms the same step is lowered for the host
-    CPU and XLA:CPU's count before optimisation is used (~2% below the compiled count: fusion
-    rewrites). That count has the CPU's masked kernel gradients, which skip the dead taps; cuDNN
+    compiled count leaves out the convolutions and matmuls it hands to cuDNN and cuBLAS (almost
+    all of the step's work), and its count before optimisation is not available, so on other
+    platforms the same step is lowered for the host CPU and XLA:CPU's count before optimisation
+    is used (slightly below the compiled count: fusion rewrites). That count has the CPU's masked kernel gradients, which skip the dead taps; cuDNN
     computes those taps too, so the GPU does slightly more work than it is credited with.
 
     With `train.microbatches` = m the step is a scan over m micro-batches, whose body XLA also

@@ -15,6 +15,7 @@ A pixel is lit when its uint8 value exceeds `LIT` (127). `viewer_metrics` runs b
 evaluation sequences; `summarize` reduces its per-frame figures to the scalars that training logs.
 """
 
+import functools
 from typing import Any, Dict, Mapping, Optional
 
 import chex
@@ -69,15 +70,21 @@ def context_gain(module,
     Returns {'own': mean NLL, 'swapped': mean NLL, 'gain': swapped - own} in the paper's units
     (nats/frame for 'sigmoid' models, nats/dim for 'softmax' ones).
     """
-    from vpn_jax.model.likelihood import log_likelihood
     video = np.asarray(video)
     _, t, h, w, c = video.shape
     per = (t - num_context) * (1 if module.output == 'sigmoid' else h * w * c)
-    score = jax.jit(lambda v: -log_likelihood(
-        module, variables, v, num_context=num_context, actions=actions, states=states) / per)
-    own = float(jnp.mean(score(video)))
-    swapped = float(jnp.mean(score(swap_contexts(video, num_context, shift))))
+    score = lambda v: float(
+        jnp.mean(_sequence_nll(module, variables, v, num_context, actions, states))) / per
+    own, swapped = score(video), score(swap_contexts(video, num_context, shift))
     return {'own': own, 'swapped': swapped, 'gain': swapped - own}
+
+
+@functools.partial(jax.jit, static_argnames=('module', 'num_context'))
+def _sequence_nll(module, variables, video, num_context, actions, states) -> jax.Array:
+    """-log_likelihood, float32[B]; jitted once per (module, shapes), as a validation repeats it."""
+    from vpn_jax.model.likelihood import log_likelihood
+    return -log_likelihood(
+        module, variables, video, num_context=num_context, actions=actions, states=states)
 
 
 def sample_metrics(samples: np.ndarray, truth: np.ndarray) -> Dict[str, np.ndarray]:

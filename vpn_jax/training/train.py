@@ -33,7 +33,7 @@ from vpn_jax.training import metrics as metrics_lib
 from vpn_jax.training import results
 from vpn_jax.training import run_lock
 from vpn_jax.model.likelihood import log_likelihood, predicted_log_likelihood
-from vpn_jax.model.vpn import VideoPixelNetwork, build_model, init_variables
+from vpn_jax.model.vpn import VideoPixelNetwork, build_model
 
 AXIS = 'data'
 
@@ -344,12 +344,13 @@ def check_init_from(source: str) -> None:
                          f'shipped model ({names()}).')
 
 
-def warm_start_params(config: ml_collections.ConfigDict, module: VideoPixelNetwork) -> Any:
+def warm_start_params(config: ml_collections.ConfigDict, template: Any) -> Any:
     """The parameters `config.train.init_from` names, for a run's first step (fine-tuning).
 
     init_from: a training run's workdir (its newest intact checkpoint) or a shipped model's name
-    (`vpn_jax.pretrained.names()`). Its model must have this config's parameter shapes. The
-    optimiser and plateau states start fresh; a resumed run restores its own checkpoint instead.
+    (`vpn_jax.pretrained.names()`). Its parameters must have the shapes and dtypes of `template`
+    (the fresh state's). The optimiser and plateau states start fresh; a resumed run restores
+    its own checkpoint instead.
     """
     source = config.train.init_from
     check_init_from(source)
@@ -358,11 +359,8 @@ def warm_start_params(config: ml_collections.ConfigDict, module: VideoPixelNetwo
     else:
         from vpn_jax.pretrained import load_pretrained
         _, variables, _ = load_pretrained(source)
-    size = config.data.image_size
-    expected = jax.eval_shape(
-        lambda: init_variables(module, jax.random.key(0), height=size, width=size)['params'])
     shape = lambda tree: jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), tree)
-    if shape(expected) != shape(variables['params']):
+    if shape(template) != shape(variables['params']):
         raise ValueError(f'train.init_from={source!r} holds a model of other parameter shapes than '
                          'config.model: use the model config it was trained with.')
     return jax.device_get(variables['params'])
@@ -580,7 +578,7 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
         mngr = ckpt.manager(workdir, keep=t.keep_checkpoints)
     validation_pending = False
     if latest is None and t.get('init_from', ''):
-        state = state.replace(params=replicate(warm_start_params(config, module), mesh))
+        state = state.replace(params=replicate(warm_start_params(config, state.params), mesh))
         logging.info('Started from the parameters of %s.', t.init_from)
     if latest is not None:
         state = restored
