@@ -43,6 +43,20 @@ def test_withheld_frames_are_decoded_blind_but_scored_on_the_truth(sigmoid_model
     assert not np.allclose(ll(video, withheld), ll(video, none))
 
 
+def test_withholding_schedule_moves_linearly_then_stays():
+    config = tiny_experiment('moving_mnist', steps=1, size=8)
+    t = config.train
+    t.withhold_frames, t.withhold_frames_end = 0.5, 0.1
+    probability = lambda step: float(train.withhold_probability(config, step))
+    assert probability(10_000) == 0.5  # withhold_decay_steps = 0: constant.
+    t.withhold_decay_steps = 100
+    np.testing.assert_allclose([probability(s) for s in (0, 25, 100, 10_000)],
+                               [0.5, 0.4, 0.1, 0.1],
+                               rtol=1e-6)
+    t.withhold_frames = 0.0  # Upwards from the paper's 0.
+    np.testing.assert_allclose(probability(50), 0.05, rtol=1e-6)
+
+
 def test_binary_inputs_are_read_but_grey_frames_are_scored(sigmoid_model):
     module, variables, video = sigmoid_model
     binary = np.where(video > 100, 255, 0).astype(np.uint8)
@@ -86,6 +100,9 @@ def test_train_step_options_are_reproducible_and_checked(tmp_path):
     config.train.binarize_inputs = False
     config.train.withhold_frames = 1.0
     with pytest.raises(ValueError, match='withhold_frames'):
+        train.train_and_evaluate(config, str(tmp_path / 'b'))
+    config.train.withhold_frames, config.train.withhold_decay_steps = 0.5, -1
+    with pytest.raises(ValueError, match='withhold_decay_steps'):
         train.train_and_evaluate(config, str(tmp_path / 'b'))
     assert not (tmp_path / 'b').exists()
 

@@ -151,6 +151,10 @@ def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
     # predicts (which stays the target). Not in the paper (0): it makes the decoder take what it
     # cannot see from the context (WORKSPACE.md, "Choices where the paper is silent").
     train.withhold_frames = 0.0
+    # When > 0, the withholding probability moves linearly from withhold_frames to
+    # withhold_frames_end over this many steps, then stays there (0: constant withhold_frames).
+    train.withhold_decay_steps = 0
+    train.withhold_frames_end = 0.0
     # 'sigmoid' models: the encoder and decoder read Bernoulli(x / 255) binary frames, as the
     # sampler feeds them back, while the loss keeps the grey frames as targets. Not in the paper.
     train.binarize_inputs = False

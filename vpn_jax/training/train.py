@@ -89,14 +89,33 @@ def withheld_frames(config: ml_collections.ConfigDict, step: jax.Array, batch: i
                     frames: int) -> Optional[jax.Array]:
     """Inside the train step: which predicted frames the decoder does not see; bool[batch, frames].
 
-    Each frame is withheld with probability `config.train.withhold_frames` (0, the paper: None),
-    drawn from (train.seed, step, device), so that a resumed run draws the same frames.
+    Each frame is withheld with probability `withhold_probability(config, step)` (0, the paper:
+    None), drawn from (train.seed, step, device), so that a resumed run draws the same frames.
     See `vpn_jax.model.likelihood.withheld_decoder_inputs`.
     """
-    p = float(config.train.get('withhold_frames', 0.0))
-    if p == 0.0:
+    t = config.train
+    if not t.get('withhold_frames', 0.0) and not (t.get('withhold_decay_steps', 0)
+                                                  and t.get('withhold_frames_end', 0.0)):
         return None
+    p = withhold_probability(config, step)
     return jax.random.bernoulli(_step_key(config, step, 0), p, (batch, frames))
+
+
+def withhold_probability(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
+    """The probability that a training frame is withheld at `step`: float32[].
+
+    `train.withhold_frames` throughout when `train.withhold_decay_steps` is 0; otherwise it moves
+    linearly to `train.withhold_frames_end` over the first `withhold_decay_steps` steps and stays
+    there. Lowering it late in training lets the decoder learn the in-frame detail again once the
+    context path carries the digits.
+    """
+    t = config.train
+    start = float(t.get('withhold_frames', 0.0))
+    decay_steps = int(t.get('withhold_decay_steps', 0))
+    if decay_steps == 0:
+        return jnp.asarray(start, jnp.float32)
+    end = float(t.get('withhold_frames_end', 0.0))
+    return jnp.asarray(optax.linear_schedule(start, end, decay_steps)(step), jnp.float32)
 
 
 def binarized_inputs(config: ml_collections.ConfigDict, module: VideoPixelNetwork, step: jax.Array,
@@ -419,9 +438,13 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> Vide
                          f'{num_devices * m}.')
     if t.num_steps < 0:
         raise ValueError(f'train.num_steps must be >= 0; got {t.num_steps}.')
-    if not 0.0 <= t.get('withhold_frames', 0.0) < 1.0:
-        raise ValueError(f'train.withhold_frames is the probability that the decoder does not see '
-                         f'a training frame: use a value in [0, 1); got {t.withhold_frames}.')
+    for name in ('withhold_frames', 'withhold_frames_end'):
+        if not 0.0 <= t.get(name, 0.0) < 1.0:
+            raise ValueError(f'train.{name} is a probability that the decoder does not see a '
+                             f'training frame: use a value in [0, 1); got {t[name]}.')
+    if t.get('withhold_decay_steps', 0) < 0:
+        raise ValueError(f'train.withhold_decay_steps must be >= 0 (0: a constant '
+                         f'train.withhold_frames); got {t.withhold_decay_steps}.')
     if not t.learning_rate > 0:  # Also refuses NaN.
         raise ValueError(f'train.learning_rate must be > 0; got {t.learning_rate} (a negative '
                          'rate would train uphill).')
