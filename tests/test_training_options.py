@@ -50,8 +50,7 @@ def test_withholding_schedule_moves_linearly_then_stays():
     probability = lambda step: float(train.withhold_probability(config, step))
     assert probability(10_000) == 0.5  # withhold_decay_steps = 0: constant.
     t.withhold_decay_steps = 100
-    np.testing.assert_allclose([probability(s) for s in (0, 25, 100, 10_000)],
-                               [0.5, 0.4, 0.1, 0.1],
+    np.testing.assert_allclose([probability(s) for s in (0, 25, 100, 10_000)], [0.5, 0.4, 0.1, 0.1],
                                rtol=1e-6)
     t.withhold_frames = 0.0  # Upwards from the paper's 0.
     np.testing.assert_allclose(probability(50), 0.05, rtol=1e-6)
