@@ -46,8 +46,11 @@ def test_withheld_frames_are_decoded_blind_but_scored_on_the_truth(sigmoid_model
 def test_withholding_schedule_moves_linearly_then_stays():
     config = tiny_experiment('moving_mnist', steps=1, size=8)
     t = config.train
-    t.withhold_frames, t.withhold_frames_end = 0.5, 0.1
-    probability = lambda step: float(train.withhold_probability(config, step))
+    assert train.withhold_schedule(config) is None  # The paper: no frame is withheld.
+    t.withhold_frames_end = 0.1
+    assert train.withhold_schedule(config) is None  # An end without decay steps is never reached.
+    t.withhold_frames = 0.5
+    probability = lambda step: float(train.withhold_schedule(config)(step))
     assert probability(10_000) == 0.5  # withhold_decay_steps = 0: constant.
     t.withhold_decay_steps = 100
     np.testing.assert_allclose([probability(s) for s in (0, 25, 100, 10_000)], [0.5, 0.4, 0.1, 0.1],

@@ -89,20 +89,18 @@ def withheld_frames(config: ml_collections.ConfigDict, step: jax.Array, batch: i
                     frames: int) -> Optional[jax.Array]:
     """Inside the train step: which predicted frames the decoder does not see; bool[batch, frames].
 
-    Each frame is withheld with probability `withhold_probability(config, step)` (0, the paper:
-    None), drawn from (train.seed, step, device), so that a resumed run draws the same frames.
-    See `vpn_jax.model.likelihood.withheld_decoder_inputs`.
+    Each frame is withheld with probability `withhold_schedule(config)(step)`, drawn from
+    (train.seed, step, device), so that a resumed run draws the same frames; None when no frame
+    is ever withheld (the paper). See `vpn_jax.model.likelihood.withheld_decoder_inputs`.
     """
-    t = config.train
-    if not t.get('withhold_frames', 0.0) and not (t.get('withhold_decay_steps', 0)
-                                                  and t.get('withhold_frames_end', 0.0)):
+    schedule = withhold_schedule(config)
+    if schedule is None:
         return None
-    p = withhold_probability(config, step)
-    return jax.random.bernoulli(_step_key(config, step, 0), p, (batch, frames))
+    return jax.random.bernoulli(_step_key(config, step, 0), schedule(step), (batch, frames))
 
 
-def withhold_probability(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
-    """The probability that a training frame is withheld at `step`: float32[].
+def withhold_schedule(config: ml_collections.ConfigDict) -> Optional[optax.Schedule]:
+    """step -> the probability that a training frame is withheld; None if none ever is.
 
     `train.withhold_frames` throughout when `train.withhold_decay_steps` is 0; otherwise it moves
     linearly to `train.withhold_frames_end` over the first `withhold_decay_steps` steps and stays
@@ -112,10 +110,12 @@ def withhold_probability(config: ml_collections.ConfigDict, step: jax.Array) -> 
     t = config.train
     start = float(t.get('withhold_frames', 0.0))
     decay_steps = int(t.get('withhold_decay_steps', 0))
+    end = float(t.get('withhold_frames_end', 0.0)) if decay_steps else start
+    if start == end == 0.0:
+        return None
     if decay_steps == 0:
-        return jnp.asarray(start, jnp.float32)
-    end = float(t.get('withhold_frames_end', 0.0))
-    return jnp.asarray(optax.linear_schedule(start, end, decay_steps)(step), jnp.float32)
+        return optax.constant_schedule(start)
+    return optax.linear_schedule(start, end, decay_steps)
 
 
 def binarized_inputs(config: ml_collections.ConfigDict, module: VideoPixelNetwork, step: jax.Array,
