@@ -1,5 +1,5 @@
 """Training-only options, off in the paper's variants: the decoder's view of a frame withheld,
-binary input frames, and starting from another run's parameters. Each leaves the scored
+binary input frames, and starting from another run's parameters (all or its context path). Each leaves the scored
 likelihood the paper's and the train step a pure function of (state, batch)."""
 
 import jax
@@ -109,7 +109,8 @@ def test_train_step_options_are_reproducible_and_checked(tmp_path):
     assert not (tmp_path / 'b').exists()
 
 
-def test_init_from_starts_at_a_runs_parameters_and_refuses_other_shapes(tmp_path):
+def test_init_from_and_init_context_from_start_at_a_runs_parameters_and_refuse_other_shapes(
+        tmp_path):
     config = tiny_experiment('moving_mnist', steps=1, size=8)
     train.train_and_evaluate(config, str(tmp_path / 'first'))
     first = jax.device_get(train.ckpt.load_checkpoint(str(tmp_path / 'first'))[1]['params'])
@@ -122,10 +123,38 @@ def test_init_from_starts_at_a_runs_parameters_and_refuses_other_shapes(tmp_path
         train.create_train_state(config, train.build_module(config), jax.random.key(0)).params)
     assert not np.allclose(fresh['frame_decoder']['context']['kernel'],
                            second['frame_decoder']['context']['kernel'])
+    # init_context_from: the donor's encoder and ConvLSTM, the start's decoder (here a fresh one).
+    config.train.init_from, config.train.init_context_from = '', str(tmp_path / 'first')
+    train.train_and_evaluate(config, str(tmp_path / 'context'))
+    staged = jax.device_get(train.ckpt.load_checkpoint(str(tmp_path / 'context'))[1]['params'])
+    fresh = jax.device_get(
+        train.create_train_state(config, train.build_module(config),
+                                 jax.random.key(config.train.seed)).params)
+    for name, source in (('encoder', first), ('lstm', first), ('frame_decoder', fresh)):
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+                               source[name], staged[name])
+    # A baseline's context path has the VPN's shapes, so a trained baseline can give it.
+    baseline = config.model.copy_and_resolve_references()
+    baseline.decoder = 'baseline'
+    shapes = lambda model: jax.tree_util.tree_map(
+        lambda x: x.shape,
+        jax.eval_shape(lambda: train.build_model(model).init(jax.random.key(
+            0), np.zeros((1, 2, 8, 8, 1), np.uint8)))['params'])
+    vpn_shapes, baseline_shapes = shapes(config.model), shapes(baseline)
+    assert all(vpn_shapes[n] == baseline_shapes[n] for n in train.CONTEXT_PATH)
+    config.model.lstm_channels += 1
+    with pytest.raises(ValueError, match="no 'lstm' of the shapes"):
+        train.train_and_evaluate(config, str(tmp_path / 'other_lstm'))
+    config.model.lstm_channels -= 1
+    config.train.init_context_from = ''
+    config.train.init_from = str(tmp_path / 'first')
     config.model.channels = 9
     with pytest.raises(ValueError, match='other parameter shapes'):
         train.train_and_evaluate(config, str(tmp_path / 'third'))
     config.train.init_from = 'no_such_model'
     with pytest.raises(ValueError, match='neither a training workdir nor a shipped model'):
         train.train_and_evaluate(config, str(tmp_path / 'fourth'))
-    assert not (tmp_path / 'fourth').exists()
+    config.train.init_from, config.train.init_context_from = '', 'no_such_model'
+    with pytest.raises(ValueError, match='init_context_from.*neither'):
+        train.train_and_evaluate(config, str(tmp_path / 'fifth'))
+    assert not (tmp_path / 'fourth').exists() and not (tmp_path / 'fifth').exists()

@@ -161,6 +161,9 @@ def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
     # Start from these parameters instead of random ones (fine-tuning): a training workdir or a
     # shipped model's name; '' for random. The optimiser starts fresh; resuming ignores it.
     train.init_from = ''
+    # Then take the context path (encoder and ConvLSTM) from this workdir or shipped model, e.g. a
+    # trained baseline's into a VPN (staged training); '' keeps the start's. Not in the paper.
+    train.init_context_from = ''
     # Clip gradients to this global norm; 0 disables clipping (the paper does not mention any).
     train.grad_clip_norm = 0.0
     # Steps between validation evaluations (each also feeds the plateau schedule).

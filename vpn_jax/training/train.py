@@ -355,34 +355,62 @@ def evaluate_source(config: ml_collections.ConfigDict,
     }
 
 
-def check_init_from(source: str) -> None:
-    """Raises ValueError unless `source` ('' or train.init_from) names a workdir or shipped model."""
+def check_init_from(source: str, field: str = 'init_from') -> None:
+    """Raises ValueError unless `source` ('' or train.<field>) names a workdir or shipped model."""
     from vpn_jax.pretrained import names
     if source and not os.path.isdir(os.path.expanduser(source)) and source not in names():
-        raise ValueError(f'train.init_from={source!r} is neither a training workdir nor a '
+        raise ValueError(f'train.{field}={source!r} is neither a training workdir nor a '
                          f'shipped model ({names()}).')
 
 
-def warm_start_params(config: ml_collections.ConfigDict, template: Any) -> Any:
-    """The parameters `config.train.init_from` names, for a run's first step (fine-tuning).
+# The parameters of the context path (encoder and ConvLSTM), which the VPN and its baseline share.
+CONTEXT_PATH = ('encoder', 'lstm')
 
-    init_from: a training run's workdir (its newest intact checkpoint) or a shipped model's name
-    (`vpn_jax.pretrained.names()`). Its parameters must have the shapes and dtypes of `template`
-    (the fresh state's). The optimiser and plateau states start fresh; a resumed run restores
-    its own checkpoint instead.
-    """
-    source = config.train.init_from
-    check_init_from(source)
+
+def _load_params(source: str) -> Any:
+    """The parameters of a training workdir's newest intact checkpoint or of a shipped model."""
     if os.path.isdir(os.path.expanduser(source)):
         _, variables, _ = ckpt.load_checkpoint(source)
     else:
         from vpn_jax.pretrained import load_pretrained
         _, variables, _ = load_pretrained(source)
-    shape = lambda tree: jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), tree)
-    if shape(template) != shape(variables['params']):
-        raise ValueError(f'train.init_from={source!r} holds a model of other parameter shapes than '
-                         'config.model: use the model config it was trained with.')
     return jax.device_get(variables['params'])
+
+
+def _shapes(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), tree)
+
+
+def warm_start_params(config: ml_collections.ConfigDict, template: Any) -> Any:
+    """The parameters a run starts from when `config.train` names a warm start (fine-tuning).
+
+    init_from: a training run's workdir (its newest intact checkpoint) or a shipped model's name
+    (`vpn_jax.pretrained.names()`); its parameters must have the shapes and dtypes of `template`
+    (the fresh state's). init_context_from: the same kinds of source, whose context path
+    (`CONTEXT_PATH`: encoder and ConvLSTM) then replaces that of the start, e.g. a trained
+    baseline's in a VPN (staged training); the rest of the model may differ. The optimiser and
+    plateau states start fresh; a resumed run restores its own checkpoint instead.
+    """
+    t = config.train
+    params = jax.device_get(template)
+    if t.get('init_from', ''):
+        check_init_from(t.init_from)
+        params = _load_params(t.init_from)
+        if _shapes(template) != _shapes(params):
+            raise ValueError(f'train.init_from={t.init_from!r} holds a model of other parameter '
+                             'shapes than config.model: use the model config it was trained with.')
+    if t.get('init_context_from', ''):
+        check_init_from(t.init_context_from, 'init_context_from')
+        donor = _load_params(t.init_context_from)
+        params = dict(params)
+        for name in CONTEXT_PATH:
+            if name not in donor or _shapes(donor[name]) != _shapes(params[name]):
+                raise ValueError(f'train.init_context_from={t.init_context_from!r} has no '
+                                 f'{name!r} of the shapes of config.model\'s: give it a model '
+                                 'with the same channels, encoder_blocks, encoder_dilations '
+                                 'and lstm_channels.')
+            params[name] = donor[name]
+    return params
 
 
 def validation_viewer_metrics(config: ml_collections.ConfigDict, module: VideoPixelNetwork,
@@ -470,6 +498,7 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> Vide
                          f'(train.num_context, or data.num_context when that is 0) must be in '
                          f'[1, {t - 1}]; got {nc}.')
     check_init_from(config.train.get('init_from', ''))
+    check_init_from(config.train.get('init_context_from', ''), 'init_context_from')
     module = build_module(config)  # Raises ValueError on a bad model config.
     input_pipeline.check_data(config)  # Also checks data.num_context against eval_num_frames.
     return module
@@ -600,9 +629,11 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
         mngr.close()
         mngr = ckpt.manager(workdir, keep=t.keep_checkpoints)
     validation_pending = False
-    if latest is None and t.get('init_from', ''):
+    if latest is None and (t.get('init_from', '') or t.get('init_context_from', '')):
         state = state.replace(params=replicate(warm_start_params(config, state.params), mesh))
-        logging.info('Started from the parameters of %s.', t.init_from)
+        logging.info('Started from the parameters of %s, context path from %s.',
+                     t.get('init_from', '') or 'random',
+                     t.get('init_context_from', '') or 'there')
     if latest is not None:
         state = restored
         validation_pending = not extra['position']['validated']
