@@ -82,6 +82,22 @@ def test_binary_inputs_are_read_but_grey_frames_are_scored(sigmoid_model):
     np.testing.assert_allclose(ll(binary), expected, rtol=1e-5)
 
 
+def test_binarize_reads_chosen_frames_as_bernoulli_pixels_and_keeps_the_others():
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (64, 8, 4, 4, 1)).astype(np.uint8)
+    key = jax.random.key(3)
+    every = np.asarray(train.binarize(key, video, 1.0))
+    assert set(np.unique(every)) <= {0, 255}
+    # P(255) = x / 255: over all pixels the binary mean matches the grey one.
+    np.testing.assert_allclose(every.mean(), video.mean(), rtol=0.02)
+    mixed = np.asarray(train.binarize(key, video, 0.5))
+    binary = (mixed == every).all(axis=(2, 3, 4))
+    grey = (mixed == video).all(axis=(2, 3, 4))
+    assert (binary | grey).all()  # Whole frames: each is the binary draw or the grey original.
+    assert 0.4 < binary.mean() < 0.6 and 0.4 < grey.mean() < 0.6
+    np.testing.assert_array_equal(train.binarize(key, video, 0.0), video)
+
+
 def test_train_step_options_are_reproducible_and_checked(tmp_path):
     config = tiny_experiment('moving_mnist', steps=1, size=8)
     module = train.build_module(config)
@@ -92,19 +108,22 @@ def test_train_step_options_are_reproducible_and_checked(tmp_path):
     for name, withhold, binarize in (('withhold', 0.5, False), ('again', 0.5, False),
                                      ('binarize', 0.0, True), ('both', 0.5, True), ('paper', 0.0,
                                                                                     False)):
-        config.train.withhold_frames, config.train.binarize_inputs = withhold, binarize
+        config.train.withhold_frames, config.train.binarize_frames = withhold, float(binarize)
         state = train.replicate(train.create_train_state(config, module, jax.random.key(0)), mesh)
         step = train.make_train_step(config, module, mesh)
         losses[name] = float(step(state, batch)[1]['loss'])
     # Drawn from (seed, step): the same step twice gives the same loss; each option changes it.
     assert losses['withhold'] == losses['again']
     assert len({losses[k] for k in ('withhold', 'binarize', 'both', 'paper')}) == 4, losses
-    config.train.binarize_inputs = False
+    config.train.binarize_frames = 0.0
     config.train.withhold_frames = 1.0
     with pytest.raises(ValueError, match='withhold_frames'):
         train.train_and_evaluate(config, str(tmp_path / 'b'))
     config.train.withhold_frames, config.train.withhold_decay_steps = 0.5, -1
     with pytest.raises(ValueError, match='withhold_decay_steps'):
+        train.train_and_evaluate(config, str(tmp_path / 'b'))
+    config.train.withhold_decay_steps, config.train.binarize_frames = 0, 1.5
+    with pytest.raises(ValueError, match='binarize_frames'):
         train.train_and_evaluate(config, str(tmp_path / 'b'))
     assert not (tmp_path / 'b').exists()
 

@@ -155,9 +155,10 @@ def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
     # withhold_frames_end over this many steps, then stays there (0: constant withhold_frames).
     train.withhold_decay_steps = 0
     train.withhold_frames_end = 0.0
-    # 'sigmoid' models: the encoder and decoder read Bernoulli(x / 255) binary frames, as the
-    # sampler feeds them back, while the loss keeps the grey frames as targets. Not in the paper.
-    train.binarize_inputs = False
+    # 'sigmoid' models: the probability that the encoder and decoder read a training frame as
+    # Bernoulli(x / 255) binary pixels, as the sampler feeds them back, while the loss keeps the
+    # grey frames as targets (0: never, as in the paper).
+    train.binarize_frames = 0.0
     # Start from these parameters instead of random ones (fine-tuning): a training workdir or a
     # shipped model's name; '' for random. The optimiser starts fresh; resuming ignores it.
     train.init_from = ''

@@ -47,7 +47,7 @@ def predicted_log_likelihood(module,
     would not contribute. Arguments as for `log_likelihood`, plus two training-only views:
     `withheld`: bool[B, T - num_context] (see `withheld_decoder_inputs`); `inputs`: uint8 like
     `video`, the frames the encoder and decoder read in place of `video`, which stays the target
-    (`config.train.binarize_inputs`). With neither, this is the paper's likelihood.
+    (`config.train.binarize_frames`). With neither, this is the paper's likelihood.
     """
     module.check_inputs(video, actions, states)
     seen = video if inputs is None else inputs

@@ -120,20 +120,34 @@ def withhold_schedule(config: ml_collections.ConfigDict) -> Optional[optax.Sched
 
 def binarized_inputs(config: ml_collections.ConfigDict, module: VideoPixelNetwork, step: jax.Array,
                      video: jax.Array) -> Optional[jax.Array]:
-    """Inside the train step: the frames the model reads when `train.binarize_inputs`, else None.
-
-    video: uint8[B, T, H, W, C] of a 'sigmoid' model (grey Moving MNIST frames). Each pixel x is
-    read as 255 with probability x / 255 and 0 otherwise, drawn from (train.seed, step, device):
-    binary frames like those the sampler feeds back, while the loss keeps the true grey frames
-    as targets. Without it the encoder meets binary frames first at sampling time.
+    """Inside the train step: the frames the model reads when `train.binarize_frames` > 0, else
+    None; see `binarize`. Drawn from (train.seed, step, device), so a resumed run draws the same.
     """
-    if not config.train.get('binarize_inputs', False):
+    p = float(config.train.get('binarize_frames', 0.0))
+    if p == 0.0:
         return None
     if module.output != 'sigmoid':
-        raise ValueError("train.binarize_inputs reads Bernoulli frames, which only a 'sigmoid' "
-                         "model samples; set it to False for 'softmax' models.")
-    u = jax.random.uniform(_step_key(config, step, 1), video.shape)
-    return jnp.where(u * 255.0 < video.astype(jnp.float32), 255, 0).astype(jnp.uint8)
+        raise ValueError("train.binarize_frames reads Bernoulli frames, which only a 'sigmoid' "
+                         "model samples; set it to 0 for 'softmax' models.")
+    return binarize(_step_key(config, step, 1), video, p)
+
+
+def binarize(key: jax.Array, video: jax.Array, p: float) -> jax.Array:
+    """Each frame, with probability `p`, read as the sampler's binary frames; uint8 like `video`.
+
+    video: uint8[B, T, H, W, C] of a 'sigmoid' model (grey Moving MNIST frames). In a chosen frame
+    each pixel x is read as 255 with probability x / 255 and 0 otherwise; the other frames stay
+    grey. The loss keeps the true grey frames as targets. Why: the sampler feeds back binary
+    frames after grey given ones, and a model trained on grey frames only meets binary ones first
+    at sampling time (p = 1 reads every frame binary; p < 1 keeps the grey frames that the scored
+    likelihood reads in the training distribution too).
+    """
+    u = jax.random.uniform(key, video.shape)
+    binary = jnp.where(u * 255.0 < video.astype(jnp.float32), 255, 0).astype(jnp.uint8)
+    if p >= 1.0:
+        return binary
+    chosen = jax.random.bernoulli(jax.random.fold_in(key, 1), p, video.shape[:2])
+    return jnp.where(chosen[:, :, None, None, None], binary, video)
 
 
 def _step_key(config: ml_collections.ConfigDict, step: jax.Array, stream: int) -> jax.Array:
@@ -470,6 +484,9 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int) -> Vide
         if not 0.0 <= t.get(name, 0.0) < 1.0:
             raise ValueError(f'train.{name} is a probability that the decoder does not see a '
                              f'training frame: use a value in [0, 1); got {t[name]}.')
+    if not 0.0 <= t.get('binarize_frames', 0.0) <= 1.0:
+        raise ValueError(f'train.binarize_frames is the probability that a training frame is '
+                         f'read binarized: use a value in [0, 1]; got {t.binarize_frames}.')
     if t.get('withhold_decay_steps', 0) < 0:
         raise ValueError(f'train.withhold_decay_steps must be >= 0 (0: a constant '
                          f'train.withhold_frames); got {t.withhold_decay_steps}.')
