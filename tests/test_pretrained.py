@@ -83,6 +83,13 @@ def test_export_round_trip(tmp_path):
     workdir = str(tmp_path / 'run')
     train.train_and_evaluate(config, workdir)
     _, variables, _ = vpn_jax.load_checkpoint(workdir)
+    # The figures' model specs: a workdir (newest checkpoint) or WORKDIR@STEP.
+    from vpn_jax import figures
+    for spec in (workdir, workdir + '@2'):
+        jax.tree_util.tree_map(np.testing.assert_array_equal,
+                               figures.load_model(spec)[1], variables)
+    with pytest.raises(FileNotFoundError, match='No checkpoint 1 '):
+        figures.load_model(workdir + '@1')
     directory = pretrained.export(workdir, 'tiny', weights_dir=str(tmp_path / 'weights'))
     module, loaded, loaded_config = pretrained.load_pretrained('tiny',
                                                                weights_dir=str(tmp_path /
@@ -97,6 +104,15 @@ def test_export_round_trip(tmp_path):
     assert record['training']['train_seconds'] > 0
     video = np.zeros((1, 4, 16, 16, 1), np.uint8)
     module.apply(loaded, video)  # The rebuilt module runs with the loaded parameters.
+
+
+def test_figure_rows_are_named_as_model_and_samples():
+    from vpn_jax import figures
+    assert figures.parse_models('moving_mnist_cpu:2,/tmp/run@900:1') == [('moving_mnist_cpu', 2),
+                                                                         ('/tmp/run@900', 1)]
+    for bad in ('moving_mnist_cpu', 'moving_mnist_cpu:0', ':2'):
+        with pytest.raises(ValueError, match='MODEL:SAMPLES'):
+            figures.parse_models(bad)
 
 
 def test_training_seconds_count_each_logged_interval_once(tmp_path):

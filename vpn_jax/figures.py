@@ -11,11 +11,14 @@ samples (`vpn_jax.video_metrics`) against the step.
 
 `samples` continues the first test sequences like the paper's Figure 5: per video the rows are
 two VPN samples, one baseline sample and the truth (10 context frames, then 10 generated). It
-writes `OUT.png` (the grid) and `OUT.gif` (the same rows, animated).
+writes `OUT.png` (the grid) and `OUT.gif` (the same rows, animated). `--models` puts other
+models (shipped names, workdirs, WORKDIR@STEP) in the rows, e.g. probes side by side:
+
+    python -m vpn_jax.figures samples --models=W1@900:1,W2@900:1 --split=validation --out=OUT
 """
 
 import os
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -97,37 +100,61 @@ def plot_curves(runs: Dict[str, str],
     plt.close(fig)
 
 
-def sample_rows(vpn: str = 'moving_mnist_cpu',
-                baseline: str = 'moving_mnist_cpu_baseline',
+def load_model(spec: str):
+    """(module, variables, config) of a shipped model's name, a training workdir (its newest
+    checkpoint) or 'WORKDIR@STEP' (that step's checkpoint)."""
+    path, _, step = spec.partition('@')
+    if os.path.isdir(os.path.expanduser(path)):
+        from vpn_jax.training.checkpoint import load_checkpoint_and_step
+        return load_checkpoint_and_step(path, int(step) if step else None)[:3]
+    from vpn_jax.pretrained import load_pretrained
+    return load_pretrained(spec)
+
+
+def parse_models(spec: str) -> List[Tuple[str, int]]:
+    """'MODEL:K,MODEL:K' -> [(MODEL, K)]: K samples per video of each (`load_model`) MODEL."""
+    models = []
+    for item in spec.split(','):
+        name, _, k = item.rpartition(':')
+        if not name or not k.isdigit() or int(k) < 1:
+            raise ValueError(f'--models takes MODEL:SAMPLES entries, e.g. moving_mnist_cpu:2; '
+                             f'got {item!r}.')
+        models.append((name, int(k)))
+    return models
+
+
+def sample_rows(models: Sequence[Tuple[str, int]] = (('moving_mnist_cpu', 2),
+                                                     ('moving_mnist_cpu_baseline', 1)),
                 *,
+                split: str = 'test',
                 num_videos: int = 3,
                 seed: int = 0,
                 temperature: float = 1.0):
-    """(rows uint8[num_videos * 3, 20, 64, 64, 1], truth uint8[num_videos, 20, 64, 64, 1],
-    num_context): per video two VPN samples, then one baseline sample."""
+    """(rows uint8[num_videos * S, 20, 64, 64, 1], truth uint8[num_videos, 20, 64, 64, 1],
+    num_context): per video, K samples of each (model, K) in `models` in that order (S = the
+    sum of the K), all continuing the first `num_videos` sequences of `split` with the same
+    noise (`seed`); the first model's config chooses the data."""
     import jax
-    from vpn_jax.pretrained import load_pretrained
     from vpn_jax.data.input_pipeline import evaluation_sequences
     from vpn_jax.sampling import sample
-    vpn_model = load_pretrained(vpn)
-    base_model = load_pretrained(baseline)
-    config = vpn_model[2]
+    loaded = [(load_model(name), k) for name, k in models]
+    config = loaded[0][0][2]
     nc = int(config.data.num_context)
-    video = evaluation_sequences(config, 'test', num_videos)['video']
+    video = evaluation_sequences(config, split, num_videos)['video']
     context, num_frames = video[:, :nc], video.shape[1] - nc
     key = jax.random.key(seed)
-    vpn_samples = np.asarray(
-        sample(*vpn_model[:2],
-               context,
-               num_frames=num_frames,
-               rng=key,
-               num_samples=2,
-               temperature=temperature))
-    base_samples = np.asarray(
-        sample(*base_model[:2], context, num_frames=num_frames, rng=key, temperature=temperature))
-    rows = np.concatenate(
-        [vpn_samples.reshape((num_videos, 2) + vpn_samples.shape[1:]), base_samples[:, None]],
-        axis=1)
+    per_model = []
+    for (module, variables, _), k in loaded:
+        rows = np.asarray(
+            sample(module,
+                   variables,
+                   context,
+                   num_frames=num_frames,
+                   rng=key,
+                   num_samples=k,
+                   temperature=temperature))
+        per_model.append(rows.reshape((num_videos, k) + rows.shape[1:]))
+    rows = np.concatenate(per_model, axis=1)
     return rows.reshape((-1, ) + rows.shape[2:]), video, nc
 
 
@@ -152,10 +179,13 @@ def _main(argv):
                     })
         print(f'wrote {fv.out}')
         return
-    rows, truth, nc = sample_rows(num_videos=fv.num_videos,
+    models = parse_models(fv.models)
+    rows, truth, nc = sample_rows(models,
+                                  split=fv.split,
+                                  num_videos=fv.num_videos,
                                   seed=fv.seed,
                                   temperature=fv.temperature)
-    kwargs = dict(num_context=nc, num_samples=3, scale=2, border=2)
+    kwargs = dict(num_context=nc, num_samples=sum(k for _, k in models), scale=2, border=2)
     visualize.save_png(fv.out + '.png', visualize.make_grid(rows, truth, **kwargs))
     visualize.save_gif(fv.out + '.gif', visualize.make_animation(rows, truth, **kwargs), fps=4)
     print(f'wrote {fv.out}.png and {fv.out}.gif')
@@ -166,7 +196,12 @@ if __name__ == '__main__':
     flags.DEFINE_string('out', None, 'Output file (curves) or path prefix (samples).')
     flags.DEFINE_string('runs', 'docs/runs', 'curves: folder of <name>.metrics.jsonl files.')
     flags.DEFINE_integer('cores', 1, 'curves: CPU cores each run trained on.')
-    flags.DEFINE_integer('num_videos', 3, 'samples: test sequences to continue.')
+    flags.DEFINE_string(
+        'models', 'moving_mnist_cpu:2,moving_mnist_cpu_baseline:1',
+        'samples: MODEL:SAMPLES, ... rows per video, in order; MODEL is a shipped model, a '
+        'training workdir or WORKDIR@STEP.')
+    flags.DEFINE_enum('split', 'test', ['test', 'validation'], 'samples: evaluation split.')
+    flags.DEFINE_integer('num_videos', 3, 'samples: sequences to continue.')
     flags.DEFINE_integer('seed', 0, 'samples: sampling seed.')
     flags.DEFINE_float('temperature', 1.0, 'samples: sampling temperature.')
     flags.mark_flags_as_required(['out'])
