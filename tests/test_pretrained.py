@@ -83,13 +83,12 @@ def test_export_round_trip(tmp_path):
     workdir = str(tmp_path / 'run')
     train.train_and_evaluate(config, workdir)
     _, variables, _ = vpn_jax.load_checkpoint(workdir)
-    # The figures' model specs: a workdir (newest checkpoint) or WORKDIR@STEP.
-    from vpn_jax import figures
+    # `load_model` specs (warm starts, figures): a workdir (newest checkpoint) or WORKDIR@STEP.
     for spec in (workdir, workdir + '@2'):
         jax.tree_util.tree_map(np.testing.assert_array_equal,
-                               figures.load_model(spec)[1], variables)
+                               pretrained.load_model(spec)[1], variables)
     with pytest.raises(FileNotFoundError, match='No checkpoint 1 '):
-        figures.load_model(workdir + '@1')
+        pretrained.load_model(workdir + '@1')
     directory = pretrained.export(workdir, 'tiny', weights_dir=str(tmp_path / 'weights'))
     module, loaded, loaded_config = pretrained.load_pretrained('tiny',
                                                                weights_dir=str(tmp_path /

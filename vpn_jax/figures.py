@@ -100,19 +100,9 @@ def plot_curves(runs: Dict[str, str],
     plt.close(fig)
 
 
-def load_model(spec: str):
-    """(module, variables, config) of a shipped model's name, a training workdir (its newest
-    checkpoint) or 'WORKDIR@STEP' (that step's checkpoint)."""
-    path, _, step = spec.partition('@')
-    if os.path.isdir(os.path.expanduser(path)):
-        from vpn_jax.training.checkpoint import load_checkpoint_and_step
-        return load_checkpoint_and_step(path, int(step) if step else None)[:3]
-    from vpn_jax.pretrained import load_pretrained
-    return load_pretrained(spec)
-
-
 def parse_models(spec: str) -> List[Tuple[str, int]]:
-    """'MODEL:K,MODEL:K' -> [(MODEL, K)]: K samples per video of each (`load_model`) MODEL."""
+    """'MODEL:K,MODEL:K' -> [(MODEL, K)]: K samples per video of each MODEL (a shipped name, a
+    workdir or WORKDIR@STEP; `vpn_jax.pretrained.load_model`)."""
     models = []
     for item in spec.split(','):
         name, _, k = item.rpartition(':')
@@ -136,6 +126,7 @@ def sample_rows(models: Sequence[Tuple[str, int]] = (('moving_mnist_cpu', 2),
     noise (`seed`); the first model's config chooses the data."""
     import jax
     from vpn_jax.data.input_pipeline import evaluation_sequences
+    from vpn_jax.pretrained import load_model
     from vpn_jax.sampling import sample
     loaded = [(load_model(name), k) for name, k in models]
     config = loaded[0][0][2]

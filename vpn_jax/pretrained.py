@@ -100,6 +100,15 @@ def load_pretrained(
     return module, {'params': jax.tree_util.tree_map(jnp.asarray, params)}, config
 
 
+def load_model(spec: str) -> Tuple[Any, Dict[str, Any], ml_collections.ConfigDict]:
+    """(module, variables, config) of a shipped model's name (`load_pretrained`), a training
+    workdir (its newest intact checkpoint, `load_checkpoint`) or 'WORKDIR@STEP' (that step's)."""
+    path, _, step = spec.partition('@')
+    if os.path.isdir(os.path.expanduser(path)):
+        return load_checkpoint_and_step(path, int(step) if step else None)[:3]
+    return load_pretrained(spec)
+
+
 def _training_record(workdir: str, step: int, config: ml_collections.ConfigDict,
                      cores: int) -> Dict[str, Any]:
     """Steps, batch and the training seconds up to `step`, summed from metrics.jsonl."""

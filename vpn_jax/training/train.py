@@ -382,13 +382,10 @@ CONTEXT_PATH = ('encoder', 'lstm')
 
 
 def _load_params(source: str) -> Any:
-    """The parameters of a training workdir's newest intact checkpoint or of a shipped model."""
-    if os.path.isdir(os.path.expanduser(source)):
-        _, variables, _ = ckpt.load_checkpoint(source)
-    else:
-        from vpn_jax.pretrained import load_pretrained
-        _, variables, _ = load_pretrained(source)
-    return jax.device_get(variables['params'])
+    """The parameters (on the host) of a training workdir's newest intact checkpoint or of a
+    shipped model."""
+    from vpn_jax.pretrained import load_model
+    return jax.device_get(load_model(source)[1]['params'])
 
 
 def _shapes(tree: Any) -> Any:
