@@ -145,3 +145,9 @@ def test_training_seconds_count_each_logged_interval_once(tmp_path):
     assert seconds == {10: 10.0, 20: 30.0, 30: 40.0}
     curve = figures.validation_curve(figures.read_metrics(str(path)), cores=2)
     assert curve['step'].tolist() == [20] and curve['core_hours'].tolist() == [60.0 / 3600]
+    # A warm-started run continues this one after its step 20: its rows follow, shifted.
+    from vpn_jax.training.metrics import chain_stages
+    second = [{'step': 10, 'train/steps_per_second': 0.5}, {'step': 10, 'validation/nll': 4.0}]
+    chained = chain_stages([figures.read_metrics(str(path)), second], upto=[20, 10])
+    assert [r['step'] for r in chained] == [10, 20, 20, 30, 30]
+    assert figures.training_seconds(chained)[30] == 30.0 + 20.0

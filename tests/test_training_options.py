@@ -133,11 +133,22 @@ def test_init_from_and_init_context_from_start_at_a_runs_parameters_and_refuse_o
     config = tiny_experiment('moving_mnist', steps=1, size=8)
     train.train_and_evaluate(config, str(tmp_path / 'first'))
     first = jax.device_get(train.ckpt.load_checkpoint(str(tmp_path / 'first'))[1]['params'])
-    config.train.init_from = str(tmp_path / 'first')
+    config.train.init_from = str(tmp_path / 'first') + '@1'  # WORKDIR@STEP, or WORKDIR: newest.
     config.train.learning_rate = 1e-12  # One step barely moves them.
     train.train_and_evaluate(config, str(tmp_path / 'second'))
     second = jax.device_get(train.ckpt.load_checkpoint(str(tmp_path / 'second'))[1]['params'])
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), first, second)
+    # The export counts the warm start's training: 1 step of 'first', then 1 of 'second'.
+    from vpn_jax import pretrained
+    directory = pretrained.export(str(tmp_path / 'second'), 'tiny', weights_dir=str(tmp_path))
+    training = pretrained.info('tiny', weights_dir=str(tmp_path))['training']
+    assert [(s['run'], s['step']) for s in training['stages']] == [('first', 1), ('second', 1)]
+    assert training['step'] == 2 and training['sequences_seen'] == 2 * config.train.batch_size
+    assert training['stages'][1]['train']['learning_rate'] == 1e-12
+    assert training['train_seconds'] == pytest.approx(sum(s['train_seconds']
+                                                          for s in training['stages']),
+                                                      abs=0.2)
+    assert directory == str(tmp_path / 'tiny')
     fresh = jax.device_get(
         train.create_train_state(config, train.build_module(config), jax.random.key(0)).params)
     assert not np.allclose(fresh['frame_decoder']['context']['kernel'],
@@ -171,7 +182,10 @@ def test_init_from_and_init_context_from_start_at_a_runs_parameters_and_refuse_o
     with pytest.raises(ValueError, match='other parameter shapes'):
         train.train_and_evaluate(config, str(tmp_path / 'third'))
     config.train.init_from = 'no_such_model'
-    with pytest.raises(ValueError, match='neither a training workdir nor a shipped model'):
+    with pytest.raises(ValueError, match='neither a training workdir .* nor a shipped model'):
+        train.train_and_evaluate(config, str(tmp_path / 'fourth'))
+    config.train.init_from = str(tmp_path / 'first') + '@last'
+    with pytest.raises(ValueError, match='WORKDIR@STEP needs .* a step number'):
         train.train_and_evaluate(config, str(tmp_path / 'fourth'))
     config.train.init_from, config.train.init_context_from = '', 'no_such_model'
     with pytest.raises(ValueError, match='init_context_from.*neither'):

@@ -159,8 +159,10 @@ def training_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
     # Bernoulli(x / 255) binary pixels, as the sampler feeds them back, while the loss keeps the
     # grey frames as targets (0: never, as in the paper).
     train.binarize_frames = 0.0
-    # Start from these parameters instead of random ones (fine-tuning): a training workdir or a
-    # shipped model's name; '' for random. The optimiser starts fresh; resuming ignores it.
+    # Start from these parameters instead of random ones (fine-tuning): a training workdir, a
+    # WORKDIR@STEP or a shipped model's name; '' for random. The optimiser starts fresh; resuming
+    # ignores it. The run records what training they had received (warm_start.json), so that an
+    # export counts every stage.
     train.init_from = ''
     # Then take the context path (encoder and ConvLSTM) from this workdir or shipped model, e.g. a
     # trained baseline's into a VPN (staged training); '' keeps the start's. Not in the paper.

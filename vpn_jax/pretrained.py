@@ -7,7 +7,8 @@ Each model is a folder `vpn_jax/weights/<name>/` with two files:
 * `params.msgpack`: the float32 parameters, as `flax.serialization.msgpack_serialize` writes a
   nested dict of arrays (no optimiser state; msgpack holds no code, so loading executes nothing);
 * `model.json`: `{'config': the experiment config it was trained with, 'sha256': of
-  params.msgpack, 'training': {'step', 'batch_size', 'train_seconds', 'cores', ...},
+  params.msgpack, 'training': {'step', 'batch_size', 'train_seconds', 'cores', 'stages', ...}
+  (totals over every training stage, warm starts included),
   'results': {...}}`; `results` holds the figures `python -m vpn_jax.score_pretrained` measured,
   which `tests/test_pretrained.py` checks the weights still reproduce.
 
@@ -109,21 +110,101 @@ def load_model(spec: str) -> Tuple[Any, Dict[str, Any], ml_collections.ConfigDic
     return load_pretrained(spec)
 
 
-def _training_record(workdir: str, step: int, config: ml_collections.ConfigDict,
-                     cores: int) -> Dict[str, Any]:
-    """Steps, batch and the training seconds up to `step`, summed from metrics.jsonl."""
+# Written into a workdir when its run starts from another model's parameters (train.init_from):
+# the training stages those parameters had received, so that an export counts them too.
+WARM_START_FILE = 'warm_start.json'
+# The train fields that tell one training stage's recipe from another's.
+STAGE_FIELDS = ('learning_rate', 'num_context', 'withhold_frames', 'withhold_decay_steps',
+                'withhold_frames_end', 'binarize_frames', 'init_from', 'init_context_from')
+
+
+def _stage(workdir: str, step: int, config: ml_collections.ConfigDict) -> Dict[str, Any]:
+    """One run's share of the training: its steps, batch and seconds up to `step` (summed from
+    metrics.jsonl) and the recipe fields (`STAGE_FIELDS`) it trained with."""
     path = os.path.join(workdir, 'metrics.jsonl')
     seconds = 0.0
     if os.path.exists(path):
         logged = training_seconds([r for r in read_metrics(path) if r['step'] <= step])
         seconds = logged[max(logged)] if logged else 0.0
     return {
+        'run': os.path.basename(os.path.normpath(workdir)),
+        'variant': config.get('variant', ''),
         'step': int(step),
         'batch_size': int(config.train.batch_size),
-        'sequences_seen': int(step) * int(config.train.batch_size),
+        'train_seconds': round(seconds, 1),
+        'train': {
+            k: config.train[k]
+            for k in STAGE_FIELDS if k in config.train
+        },
+    }
+
+
+def training_stages(workdir: str, step: int,
+                    config: ml_collections.ConfigDict) -> List[Dict[str, Any]]:
+    """The training the parameters at `step` of `workdir` received, oldest stage first: those its
+    warm start (train.init_from) had received, as recorded in its `WARM_START_FILE`, then this
+    run's `step` steps. A warm-started workdir without the file lists this run only."""
+    stages = []
+    path = os.path.join(workdir, WARM_START_FILE)
+    if config.train.get('init_from', '') and os.path.exists(path):
+        with open(path, encoding='utf-8') as f:
+            stages = list(json.load(f)['stages'])
+    return stages + [_stage(workdir, step, config)]
+
+
+def lineage(source: str) -> List[Dict[str, Any]]:
+    """`training_stages` of a warm-start source: a shipped model's name, a training workdir (its
+    newest intact checkpoint) or 'WORKDIR@STEP'."""
+    path, _, step = source.partition('@')
+    if os.path.isdir(os.path.expanduser(path)):
+        path = os.path.abspath(os.path.expanduser(path))
+        _, _, config, loaded = load_checkpoint_and_step(path, int(step) if step else None)
+        return training_stages(path, loaded, config)
+    record = info(source)['training']
+    if 'stages' in record:
+        return list(record['stages'])
+    # A model exported before stages were recorded: one stage, its config's recipe.
+    config = ml_collections.ConfigDict(info(source)['config'])
+    return [{
+        'run': source,
+        'variant': config.get('variant', ''),
+        'step': int(record['step']),
+        'batch_size': int(record['batch_size']),
+        'train_seconds': float(record['train_seconds']),
+        'train': {
+            k: config.train[k]
+            for k in STAGE_FIELDS if k in config.train
+        },
+    }]
+
+
+def write_warm_start(workdir: str, source: str) -> None:
+    """Records in `workdir` the training stages of `source`, the run's train.init_from, at the
+    moment the run starts from it (a shipped model may be replaced later)."""
+    record = {'init_from': source, 'stages': lineage(source)}
+    path = os.path.join(workdir, WARM_START_FILE)
+    tmp = path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
+        f.write('\n')
+    os.replace(tmp, path)
+
+
+def _training_record(workdir: str, step: int, config: ml_collections.ConfigDict,
+                     cores: int) -> Dict[str, Any]:
+    """Steps, sequences and training seconds the parameters at `step` received over all their
+    training stages (`training_stages`: warm starts included), and the stages themselves."""
+    stages = training_stages(workdir, step, config)
+    steps = sum(s['step'] for s in stages)
+    seconds = sum(s['train_seconds'] for s in stages)
+    return {
+        'step': int(steps),
+        'batch_size': int(config.train.batch_size),
+        'sequences_seen': int(sum(s['step'] * s['batch_size'] for s in stages)),
         'train_seconds': round(seconds, 1),
         'cores': int(cores),
         'core_hours': round(seconds * cores / 3600.0, 3),
+        'stages': stages,
     }
 
 

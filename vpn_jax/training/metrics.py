@@ -133,3 +133,17 @@ def training_seconds(rows: Sequence[Dict]) -> Dict[int, float]:
             last_step = row['step']
         seconds[row['step']] = elapsed
     return seconds
+
+
+def chain_stages(stages: Sequence[Sequence[Dict]], upto: Sequence[int]) -> List[Dict]:
+    """One run's rows from the rows of its training stages (a warm-started run continues the run
+    it started from): stage i's rows up to its step `upto[i]`, their steps shifted by the steps
+    of the stages before it, so that `training_seconds` and the learning curves run on across
+    stages. `stages[i]` as `read_metrics` returns them."""
+    if len(stages) != len(upto):
+        raise ValueError(f'{len(stages)} stages but {len(upto)} last steps.')
+    chained, offset = [], 0
+    for rows, last in zip(stages, upto):
+        chained.extend(dict(row, step=row['step'] + offset) for row in rows if row['step'] <= last)
+        offset += int(last)
+    return chained

@@ -372,9 +372,13 @@ def evaluate_source(config: ml_collections.ConfigDict,
 def check_init_from(source: str, field: str = 'init_from') -> None:
     """Raises ValueError unless `source` ('' or train.<field>) names a workdir or shipped model."""
     from vpn_jax.pretrained import names
-    if source and not os.path.isdir(os.path.expanduser(source)) and source not in names():
-        raise ValueError(f'train.{field}={source!r} is neither a training workdir nor a '
-                         f'shipped model ({names()}).')
+    path, at, step = source.partition('@')
+    if at and not (step.isdigit() and os.path.isdir(os.path.expanduser(path))):
+        raise ValueError(f'train.{field}={source!r}: WORKDIR@STEP needs a training workdir and '
+                         'a step number, e.g. runs/vpn@900.')
+    if source and not os.path.isdir(os.path.expanduser(path)) and source not in names():
+        raise ValueError(f'train.{field}={source!r} is neither a training workdir (or '
+                         f'WORKDIR@STEP) nor a shipped model ({names()}).')
 
 
 # The parameters of the context path (encoder and ConvLSTM), which the VPN and its baseline share.
@@ -645,6 +649,9 @@ def _train_and_evaluate(config, workdir, mesh, module, train_src, val_src, test_
     validation_pending = False
     if latest is None and (t.get('init_from', '') or t.get('init_context_from', '')):
         state = state.replace(params=replicate(warm_start_params(config, state.params), mesh))
+        if is_main and t.get('init_from', ''):
+            from vpn_jax.pretrained import write_warm_start
+            write_warm_start(workdir, t.init_from)
         logging.info('Started from the parameters of %s, context path from %s.',
                      t.get('init_from', '') or 'random',
                      t.get('init_context_from', '') or 'there')
