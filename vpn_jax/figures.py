@@ -15,8 +15,15 @@ writes `OUT.png` (the grid) and `OUT.gif` (the same rows, animated). `--models` 
 models (shipped names, workdirs, WORKDIR@STEP) in the rows, e.g. probes side by side:
 
     python -m vpn_jax.figures samples --models=W1@900:1,W2@900:1 --split=validation --out=OUT
+
+`chain` writes one metrics.jsonl for a model trained in stages (`train.init_from`), for `curves`:
+each stage's rows up to its last step, the steps counted on from the stages before it
+(`vpn_jax.training.metrics.chain_stages`):
+
+    python -m vpn_jax.figures chain --stages=W1/metrics.jsonl:6900,W2/metrics.jsonl:300 --out=OUT
 """
 
+import json
 import os
 from typing import Dict, List, Sequence, Tuple
 
@@ -153,9 +160,17 @@ def _main(argv):
     from absl import flags
     from vpn_jax import visualize
     fv = flags.FLAGS
-    if len(argv) != 2 or argv[1] not in ('curves', 'samples'):
-        raise SystemExit('usage: python -m vpn_jax.figures {curves,samples} [flags]')
+    if len(argv) != 2 or argv[1] not in ('curves', 'samples', 'chain'):
+        raise SystemExit('usage: python -m vpn_jax.figures {curves,samples,chain} [flags]')
     os.makedirs(os.path.dirname(os.path.abspath(fv.out)), exist_ok=True)
+    if argv[1] == 'chain':
+        from vpn_jax.training.metrics import chain_stages
+        paths, upto = zip(*(spec.rsplit(':', 1) for spec in fv.stages))
+        rows = chain_stages([read_metrics(path) for path in paths], [int(s) for s in upto])
+        with open(fv.out, 'w', encoding='utf-8') as f:
+            f.writelines(json.dumps(row) + '\n' for row in rows)
+        print(f'wrote {fv.out}: {len(rows)} rows, {sum(int(s) for s in upto):,} steps')
+        return
     if argv[1] == 'curves':
         runs = {
             f[:-len('.metrics.jsonl')]: os.path.join(fv.runs, f)
@@ -195,5 +210,8 @@ if __name__ == '__main__':
     flags.DEFINE_integer('num_videos', 3, 'samples: sequences to continue.')
     flags.DEFINE_integer('seed', 0, 'samples: sampling seed.')
     flags.DEFINE_float('temperature', 1.0, 'samples: sampling temperature.')
+    flags.DEFINE_list(
+        'stages', [], 'chain: METRICS_JSONL:LAST_STEP, ... the training stages of one model '
+        '(a warm-started run after the run it started from), oldest first.')
     flags.mark_flags_as_required(['out'])
     app.run(_main)

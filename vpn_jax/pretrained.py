@@ -181,13 +181,10 @@ def lineage(source: str) -> List[Dict[str, Any]]:
 def write_warm_start(workdir: str, source: str) -> None:
     """Records in `workdir` the training stages of `source`, the run's train.init_from, at the
     moment the run starts from it (a shipped model may be replaced later)."""
-    record = {'init_from': source, 'stages': lineage(source)}
-    path = os.path.join(workdir, WARM_START_FILE)
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
-        f.write('\n')
-    os.replace(tmp, path)
+    _write_json(os.path.join(workdir, WARM_START_FILE), {
+        'init_from': source,
+        'stages': lineage(source)
+    })
 
 
 def _training_record(workdir: str, step: int, config: ml_collections.ConfigDict,
@@ -256,7 +253,11 @@ def export(workdir: str,
 
 def write_info(directory: str, record: Dict[str, Any]) -> None:
     """Writes model.json atomically (a crash leaves the old file or the new one)."""
-    path = os.path.join(directory, INFO_FILE)
+    _write_json(os.path.join(directory, INFO_FILE), record)
+
+
+def _write_json(path: str, record: Dict[str, Any]) -> None:
+    """Writes `record` to `path` atomically (a crash leaves the old file or the new one)."""
     tmp = path + '.tmp'
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
