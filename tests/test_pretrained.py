@@ -71,8 +71,10 @@ def test_the_recorded_figures_compare_vpn_and_baseline_at_equal_compute():
     # VPN's later stages may change its training recipe (WORKSPACE: the shipped models).
     assert vpn['training']['step'] == base['training']['step']
     assert vpn['training']['sequences_seen'] == base['training']['sequences_seen']
-    for record in (vpn, base):
+    for name, record in zip(SHIPPED, (vpn, base)):
         assert sum(s['step'] for s in record['training']['stages']) == record['training']['step']
+        # A run warm-started from a shipped model inherits exactly these stages.
+        assert pretrained.lineage(name) == record['training']['stages']
     assert vpn['config']['data'] == base['config']['data']
     assert base['results']['test_sequences'] == vpn['results']['test_sequences']
     assert base['results']['test_nll'] > vpn['results']['test_nll']

@@ -165,6 +165,9 @@ def _main(argv):
     os.makedirs(os.path.dirname(os.path.abspath(fv.out)), exist_ok=True)
     if argv[1] == 'chain':
         from vpn_jax.training.metrics import chain_stages
+        if not fv.stages or not all(s.rpartition(':')[2].isdigit() for s in fv.stages):
+            raise SystemExit('chain takes --stages=METRICS_JSONL:LAST_STEP,... e.g. '
+                             'W1/metrics.jsonl:6900,W2/metrics.jsonl:300')
         paths, upto = zip(*(spec.rsplit(':', 1) for spec in fv.stages))
         rows = chain_stages([read_metrics(path) for path in paths], [int(s) for s in upto])
         with open(fv.out, 'w', encoding='utf-8') as f:
